@@ -1,0 +1,1 @@
+"""hmrt.calib: INT8 calibration data, Q/DQ graphs, the legacy TensorRT calibrator, precision report."""

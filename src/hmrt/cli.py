@@ -1,0 +1,81 @@
+"""The ``hmrt`` command line: one dispatcher, one module per subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and must not
+import torch (or anything heavy) at module level, so ``hmrt --help`` and the runtime commands
+stay fast and torch-free. Errors derived from :class:`hmrt.runtime.errors.HmrtError` become one
+line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+# name -> (module, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("hmrt.runtime.cli_demo", "run the bundled model on the demo clip and report accuracy"),
+    "run": ("hmrt.runtime.cli_run", "reconstruct people in a video, images or a camera"),
+    "bench": ("hmrt.runtime.cli_bench", "per-stage latency and FPS of a model on this machine"),
+    "body": ("hmrt.runtime.body.cli", "inspect the body model or import an official SMPL file"),
+    "synth": ("hmrt.train.data.cli", "write synthetic training shards or a demo video"),
+    "model": ("hmrt.train.models.cli", "model zoo: parameter counts and GFLOPs"),
+    "train": ("hmrt.train.cli_train", "train a model"),
+    "eval": ("hmrt.train.cli_eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
+    "calibrate": ("hmrt.calib.cli", "INT8 calibration: write a Q/DQ ONNX graph"),
+    "export": ("hmrt.export.cli_export", "export a model to ONNX (or a Triton repository)"),
+    "build-engine": ("hmrt.export.build_engine", "build a TensorRT engine from a model or ONNX"),
+}
+
+
+def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | None]:
+    from hmrt import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hmrt",
+        description="hmrt: 3D human mesh recovery, from training to real-time inference.",
+    )
+    parser.add_argument("--version", action="version", version=f"hmrt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported: keeps startup light.
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    module = None
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        if name == chosen:
+            module = importlib.import_module(modname)
+            module.add_arguments(p)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run one subcommand; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser, module = _build_parser(argv)
+        args = parser.parse_args(argv)
+        if module is None:
+            parser.print_help()
+            return 0 if args.command is None else 2
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("hmrt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from hmrt.runtime.errors import HmrtError
+
+        if debug:
+            traceback.print_exc()
+        if isinstance(exc, HmrtError):
+            print(f"hmrt: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if not debug:
+            print(
+                f"hmrt: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return 1

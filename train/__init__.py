@@ -1,0 +1,1 @@
+"""hmrt.train: torch body layer, models, losses, synthetic/real data, trainer and evaluation."""
