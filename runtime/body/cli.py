@@ -1,0 +1,71 @@
+"""``hmrt body``: inspect a body model file, or import an official SMPL file.
+
+``hmrt body info [PATH]`` prints counts, licence and hash of PATH (default: the bundled open
+model); ``hmrt body import-smpl FILE [--out OUT.npz]`` converts a user's SMPL .pkl/.npz into
+hmrt's layout without chumpy and prints the same summary of the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``info`` and ``import-smpl`` actions."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    info = actions.add_parser(
+        "info", help="counts, licence and hash of a body model (default: the bundled model)"
+    )
+    info.add_argument("path", nargs="?", help="body model .npz (default: the bundled model)")
+    imp = actions.add_parser(
+        "import-smpl",
+        help="convert an official SMPL .pkl/.npz (1.0 or 1.1) to hmrt's body npz",
+        description="Convert an official SMPL .pkl/.npz (1.0 or 1.1) to hmrt's body npz. "
+        "chumpy is not needed; the pickle is read with an allow-list of array types only.",
+    )
+    imp.add_argument("file", help="SMPL model file, e.g. SMPL_NEUTRAL.pkl")
+    imp.add_argument("--out", help="output .npz (default: FILE's name with .hmrt.npz)")
+    imp.add_argument("--betas", type=int, default=10, help="shape components to keep (default: 10)")
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
+
+
+def describe(body) -> str:
+    """A human-readable multi-line summary of a :class:`BodyModel`."""
+    correctives = "yes" if body.posedirs is not None else "no (absent or all zero)"
+    surface = ", ".join(body.surface_keys) if body.surface_keys else "none"
+    lines = [
+        f"file:             {body.path} ({_size(body.file_size)})",
+        f"vertices:         {body.n_verts}",
+        f"faces:            {body.n_faces}",
+        f"joints:           {body.n_joints}",
+        f"betas:            {body.n_betas}",
+        f"pose correctives: {correctives}",
+        f"surface data:     {surface}",
+        f"licence:          {body.licence}",
+    ]
+    if body.provenance:
+        lines.append(f"provenance:       {body.provenance}")
+    lines.append(f"hash:             {body.hash}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``hmrt body ACTION``; errors surface as HmrtError (exit code 2)."""
+    from hmrt.runtime.body.model import BodyModel
+
+    if args.action == "info":
+        print(describe(BodyModel(args.path)))
+        return 0
+    from hmrt.runtime.body.smpl_import import import_smpl
+    from hmrt.runtime.errors import InputError
+
+    if args.betas < 1:
+        raise InputError(f"--betas must be at least 1, got {args.betas}")
+    out = import_smpl(args.file, args.out, n_betas=args.betas)
+    print(f"wrote {out}", file=sys.stderr)
+    print(describe(BodyModel(out)))
+    return 0
