@@ -1,0 +1,55 @@
+"""Shared pieces of the model-zoo tests: a tiny real body layer and small DaNet builds."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from body_helpers import write_synthetic_body
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_body_path() -> Path:
+    """A ~500-vertex synthetic body npz (tests/body_helpers.py), written once per session."""
+    folder = Path(tempfile.mkdtemp(prefix="hmrt_model_tests_"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return write_synthetic_body(folder / "tiny_body.npz")
+
+
+def tiny_body_layer():
+    """The real ``hmrt.train.body.BodyLayer`` on the tiny synthetic body."""
+    from hmrt.train.body import BodyLayer
+
+    return BodyLayer(tiny_body_path())
+
+
+def build_danet(variant: str = "edge", seed: int = 0, **overrides):
+    """``build("danet", variant)`` around the tiny body, with a fixed weight seed."""
+    from hmrt.train.models import build
+
+    torch.manual_seed(seed)
+    return build("danet", variant, body=tiny_body_layer(), **overrides)
+
+
+def image(batch: int = 1, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """A normalised-looking random input ``(batch, 3, size, size)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=g)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run a module's tests on one intra-op thread, then restore the setting.
+
+    On the shared 2-core machine, two OpenMP threads spin against other jobs and make small
+    convolutions 10-30x slower; one thread keeps these tests fast and deterministic.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
