@@ -1,0 +1,248 @@
+"""Build a TensorRT engine (+ sidecar JSON) from a model, a checkpoint or an ONNX file.
+
+``python export/build_engine.py --model danet --fp16`` (from the repository root) and
+``hmrt build-engine ...`` share this parser. Steps: export (or take) the ONNX, audit it for the
+target TensorRT, pick the precision plan (:mod:`hmrt.export.precision_plan`), then build with the
+installed TensorRT (:mod:`hmrt.export.trt_build`) and write ``<name>.engine`` and
+``<name>.engine.json`` atomically. Without TensorRT it stops after the ONNX with one line and
+exit code 2. Run as a script, ``export/`` is ``sys.path[0]``: imports here are absolute
+(``hmrt.export...``) and no module in export/ is named like a top-level package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``build_engine.py`` / ``hmrt build-engine``."""
+    from hmrt.export.cli_export import TRT_CHOICES, add_model_arguments
+
+    add_model_arguments(parser)
+    parser.add_argument("--onnx", type=Path, help="build from this ONNX instead of a model")
+    prec = parser.add_mutually_exclusive_group()
+    prec.add_argument(
+        "--fp16",
+        action="store_true",
+        help="FP16 engine (TRT 11: FP16 graph; 8.6/10: FP16 flag + FP32 islands)",
+    )
+    prec.add_argument(
+        "--int8", action="store_true", help="INT8 engine from a Q/DQ ONNX (issue 6: hmrt calibrate)"
+    )
+    parser.add_argument(
+        "--batch",
+        default="1:1:8",
+        metavar="MIN:OPT:MAX",
+        help="optimization profile batch sizes (default 1:1:8)",
+    )
+    parser.add_argument(
+        "--workspace",
+        type=float,
+        default=2.0,
+        metavar="GB",
+        help="builder workspace memory pool (default 2 GB; 0.25-1 on Jetson)",
+    )
+    parser.add_argument(
+        "--out",
+        "--output",
+        type=Path,
+        default=Path("engines"),
+        help="output folder, or an .engine path (default: engines/)",
+    )
+    parser.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=None,
+        help="timing cache file, loaded if present and saved after the build",
+    )
+    parser.add_argument(
+        "--dla", type=int, default=None, metavar="N", help="build for DLA core N (GPU fallback on)"
+    )
+    parser.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="version-compatible engine (runs on later TRT of the same major, "
+        "and on the lean runtime)",
+    )
+    parser.add_argument(
+        "--hardware-compat",
+        default="NONE",
+        choices=("NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"),
+        help="hardware compatibility level (default NONE: this GPU only)",
+    )
+    parser.add_argument(
+        "--trt-version",
+        choices=TRT_CHOICES,
+        default=None,
+        help="TensorRT version to audit and export for (default: the installed one, else 10)",
+    )
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--roi-pool",
+        choices=("grid", "gather"),
+        default=None,
+        help="RoI pooling form (default: grid; gather for TRT 8.2/8.4)",
+    )
+
+
+def _installed_target(trt) -> str | None:
+    if trt is None:
+        return None
+    major, minor = (int(p) for p in str(trt.__version__).split(".")[:2])
+    if major >= 10:
+        return "11" if major >= 11 else "10"
+    return f"{major}.{minor}" if (major, minor) >= (8, 2) else None
+
+
+def _names(args: argparse.Namespace, precision: str) -> tuple[Path, Path, str]:
+    """(engine path, onnx path, base name)."""
+    if args.onnx is not None:
+        base = args.onnx.stem
+    elif args.checkpoint is not None:
+        base = f"{args.checkpoint.stem}_{precision}"
+    else:
+        base = f"{args.model}_{args.variant}_{precision}"
+    out = args.out
+    if out.suffix in (".engine", ".plan"):
+        engine, base = out, out.stem
+    else:
+        engine = out / f"{base}.engine"
+    onnx_path = args.onnx if args.onnx is not None else engine.with_suffix(".onnx")
+    return engine, onnx_path, base
+
+
+def _build_command(args: argparse.Namespace, onnx_path: Path, engine: Path, precision: str) -> str:
+    cmd = [
+        "python",
+        "export/build_engine.py",
+        "--onnx",
+        str(onnx_path),
+        "--out",
+        str(engine),
+        "--batch",
+        args.batch,
+        "--workspace",
+        f"{args.workspace:g}",
+    ]
+    if precision != "fp32":
+        cmd.append(f"--{precision}")
+    if args.version_compatible:
+        cmd.append("--version-compatible")
+    if args.dla is not None:
+        cmd += ["--dla", str(args.dla)]
+    if args.hardware_compat != "NONE":
+        cmd += ["--hardware-compat", args.hardware_compat]
+    return shlex.join(cmd)
+
+
+def prepare_onnx(args: argparse.Namespace, target: str, precision: str, onnx_path: Path):
+    """Export the model (or load ``--onnx``) and audit it; returns the loaded ModelProto."""
+    import onnx
+
+    from hmrt.export.audit import audit_model
+    from hmrt.export.precision_plan import INT8_NEEDS_QDQ, has_qdq
+    from hmrt.runtime.errors import InputError
+
+    if args.onnx is not None:
+        if args.checkpoint is not None or args.model is not None:
+            raise InputError("--onnx excludes --checkpoint/--model: build from one source")
+        if not args.onnx.is_file():
+            raise InputError(f"ONNX file not found: {args.onnx}")
+        try:
+            model = onnx.load(str(args.onnx))
+            onnx.checker.check_model(model)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{args.onnx}: not a valid ONNX model ({first})") from exc
+        audit_model(model, target, str(args.onnx))
+        if precision == "int8" and not has_qdq(model):
+            raise InputError(f"{args.onnx}: {INT8_NEEDS_QDQ}")
+        return model
+    if precision == "int8":
+        raise InputError(INT8_NEEDS_QDQ)
+    from hmrt.export.cli_export import export_from_args
+
+    graph_precision = "fp16" if precision == "fp16" and target == "11" else "fp32"
+    ns = argparse.Namespace(**vars(args))
+    ns.trt_version, ns.batch = target, None
+    result = export_from_args(ns, onnx_path, graph_precision)
+    print(f"wrote {result.path} ({graph_precision} graph, audited for TensorRT {target})")
+    return onnx.load(str(result.path))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export/audit the ONNX, then build and write the engine and its sidecar."""
+    from hmrt.export.batch_profile import check_against_graph, parse_batch_profile
+    from hmrt.export.trt_api import TensorRTMissingError, import_tensorrt
+    from hmrt.runtime.errors import MissingDependencyError
+
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    batch = parse_batch_profile(args.batch)
+    try:
+        trt = import_tensorrt()
+    except MissingDependencyError:
+        trt = None
+    target = args.trt_version or _installed_target(trt) or "10"
+    engine, onnx_path, _ = _names(args, precision)
+    model = prepare_onnx(args, target, precision, onnx_path)
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    check_against_graph(batch, dim0.dim_value or None)
+    if trt is None:
+        raise TensorRTMissingError(str(onnx_path), target)
+    return build_and_write(trt, args, model, onnx_path, engine, precision, batch)
+
+
+def build_and_write(trt, args, model, onnx_path: Path, engine: Path, precision: str, batch) -> int:
+    """Plan, build and write engine + sidecar (TensorRT present)."""
+    from hmrt.export.precision_plan import features_of, plan_precision
+    from hmrt.export.sidecar import make_sidecar, write_sidecar
+    from hmrt.export.trt_build import BuildSettings, build_plan, gpu_info
+    from hmrt.runtime.atomic import atomic_path
+
+    plan = plan_precision(model, precision, features_of(trt))
+    settings = BuildSettings(
+        args.workspace, args.timing_cache, args.dla, args.version_compatible, args.hardware_compat
+    )
+    outcome = build_plan(trt, onnx_path, plan, batch, settings)
+    meta = {p.key: p.value for p in model.metadata_props}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    with atomic_path(engine) as tmp:
+        tmp.write_bytes(outcome.plan)
+        data = make_sidecar(
+            engine=engine,
+            onnx_path=onnx_path,
+            tensorrt_version=trt.__version__,
+            precision=precision,
+            strongly_typed=plan.strongly_typed,
+            builder_flags=outcome.builder_flags,
+            fp32_layers=outcome.fp32_layers,
+            profiles=outcome.profiles,
+            opset=opset,
+            metadata=meta,
+            version_compatible=args.version_compatible,
+            hardware_compatibility_level=args.hardware_compat,
+            gpu=gpu_info(),
+            dla_core=args.dla,
+            build_command=_build_command(args, onnx_path, engine, precision),
+        )
+        write_sidecar(engine, data)
+    print(
+        f"wrote {engine} and {engine.name}.json (TensorRT {trt.__version__}, {precision}, "
+        f"{'strongly' if plan.strongly_typed else 'weakly'} typed, "
+        f"{outcome.fp32_layers} layers pinned FP32)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Script entry: the same parser and error handling as ``hmrt build-engine``."""
+    from hmrt.cli import main as cli_main
+
+    return cli_main(["build-engine", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
