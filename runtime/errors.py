@@ -17,6 +17,18 @@ class InputError(HmrtError):
     """A file, argument or frame that hmrt cannot use (missing, corrupt, wrong type)."""
 
 
+class SourceError(InputError):
+    """A video, image folder, image or camera that cannot be opened or read to its end."""
+
+
+class FrameError(InputError):
+    """A frame passed to the runtime that is not a BGR ``uint8 (H, W, 3)`` array."""
+
+
+class ModelLoadError(InputError):
+    """A model file (.onnx / .engine) that is missing, corrupt or not an hmrt export."""
+
+
 class MissingDependencyError(HmrtError):
     """An optional package is needed for this feature and is not installed."""
 

@@ -1,0 +1,88 @@
+"""The per-person output of :class:`hmrt.runtime.Reconstructor`: a dataclass of numpy arrays.
+
+Coordinates follow docs/DEVELOPING.md and ``hmrt.runtime.camera``: 3D in metres in the camera
+frame of the full image (+X right, +Y down, +Z forward) with the full-image translation
+already added, 2D in full-image pixels (continuous coordinates, pixel centres at +0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ARRAY_FIELDS = (
+    "vertices",
+    "joints3d",
+    "joints2d",
+    "rotmats",
+    "betas",
+    "translation",
+    "cam_crop",
+    "bbox",
+    "box",
+    "intrinsics",
+)
+
+
+@dataclass
+class Result:
+    """One person in one frame.
+
+    Attributes:
+        vertices: ``(V, 3)`` mesh vertices, camera frame, metres (translation added).
+        joints3d: ``(24, 3)`` SMPL joints, camera frame, metres (translation added).
+        joints2d: ``(24, 2)`` the model's 2D joints mapped to full-image pixels.
+        rotmats: ``(24, 3, 3)`` SMPL pose (joint 0 = global orientation) or None.
+        betas: ``(10,)`` shape coefficients or None.
+        translation: ``(3,)`` camera-frame position of the root joint (CLIFF-style).
+        cam_crop: ``(3,)`` the model's weak-perspective crop camera ``(s, tx, ty)``.
+        bbox: ``(4,)`` the square crop used, as ``(x0, y0, x1, y1)`` image pixels.
+        box: ``(3,)`` the same crop as ``(cx, cy, side)`` (``hmrt.runtime.camera`` boxes).
+        intrinsics: ``(3, 3)`` the full-image camera matrix used for the translation.
+        confidence: tracker confidence in [0, 1] that the crop holds the person (1 for a
+            given bbox); below the tracker's threshold it re-acquires on the next frame.
+        roi_source: where the crop came from: ``bbox``, ``detector``, ``track``, ``full``
+            (whole frame, when nothing was found) or ``refine`` (a second pass around what
+            the whole-frame pass found).
+        timings: milliseconds per stage (``preprocess``, ``inference``, ``postprocess``,
+            ``smoothing``, and ``total``).
+        backend: the backend that actually ran, e.g. ``onnxruntime[CPUExecutionProvider]``.
+        frame_index: running index of the frame in this Reconstructor (or the source).
+        timestamp: seconds (given by the caller, else frame_index / 30).
+    """
+
+    vertices: np.ndarray
+    joints3d: np.ndarray
+    joints2d: np.ndarray
+    rotmats: np.ndarray | None
+    betas: np.ndarray | None
+    translation: np.ndarray
+    cam_crop: np.ndarray
+    bbox: np.ndarray
+    box: np.ndarray
+    intrinsics: np.ndarray
+    confidence: float = 1.0
+    roi_source: str = "bbox"
+    timings: dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+    frame_index: int = 0
+    timestamp: float = 0.0
+
+    def to_json(self, vertices: bool = False) -> dict[str, Any]:
+        """A JSON-serialisable dict (lists of floats); vertices only if asked (they are big)."""
+        out: dict[str, Any] = {
+            "frame": self.frame_index,
+            "timestamp": round(float(self.timestamp), 6),
+            "backend": self.backend,
+            "confidence": round(float(self.confidence), 4),
+            "roi_source": self.roi_source,
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
+        }
+        for name in ARRAY_FIELDS:
+            if name == "vertices" and not vertices:
+                continue
+            value = getattr(self, name)
+            out[name] = None if value is None else np.round(value.astype(np.float64), 6).tolist()
+        return out
