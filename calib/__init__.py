@@ -1,1 +1,1 @@
-"""hmrt.calib: INT8 calibration data, Q/DQ graphs, the legacy TensorRT calibrator, precision report."""
+"""hmrt.calib: INT8 calibration data, Q/DQ graphs, legacy TensorRT calibrator, precision report."""

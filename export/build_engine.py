@@ -30,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FP16 engine (TRT 11: FP16 graph; 8.6/10: FP16 flag + FP32 islands)",
     )
     prec.add_argument(
-        "--int8", action="store_true", help="INT8 engine from a Q/DQ ONNX (issue 6: hmrt calibrate)"
+        "--int8", action="store_true", help="INT8 engine from a Q/DQ ONNX (see hmrt calibrate)"
     )
+    from hmrt.calib.cli import add_calibration_arguments  # --calib-data/-n/-method (argparse only)
+
+    add_calibration_arguments(parser, prefix="calib-")
     parser.add_argument(
         "--batch",
         default="1:1:8",
@@ -159,10 +162,20 @@ def prepare_onnx(args: argparse.Namespace, target: str, precision: str, onnx_pat
             raise InputError(f"{args.onnx}: not a valid ONNX model ({first})") from exc
         audit_model(model, target, str(args.onnx))
         if precision == "int8" and not has_qdq(model):
-            raise InputError(f"{args.onnx}: {INT8_NEEDS_QDQ}")
+            if args.calib_data is None:  # an FP32 --onnx is calibrated only when asked to
+                raise InputError(f"{args.onnx}: {INT8_NEEDS_QDQ}")
+            from hmrt.calib.cli import int8_graph_for_build
+
+            return int8_graph_for_build(args, args.onnx, target)
+        if precision == "int8":
+            from hmrt.calib.cli import check_int8_for_tensorrt
+
+            check_int8_for_tensorrt(model, args.onnx)
         return model
-    if precision == "int8":
-        raise InputError(INT8_NEEDS_QDQ)
+    if precision == "int8":  # export FP32, calibrate the Q/DQ graph (hmrt.calib)
+        from hmrt.calib.cli import int8_graph_for_build
+
+        return int8_graph_for_build(args, None, target, onnx_path)
     from hmrt.export.cli_export import export_from_args
 
     graph_precision = "fp16" if precision == "fp16" and target == "11" else "fp32"
@@ -188,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.trt_version or _installed_target(trt) or "10"
     engine, onnx_path, _ = _names(args, precision)
     model = prepare_onnx(args, target, precision, onnx_path)
+    onnx_path = getattr(args, "int8_onnx", None) or onnx_path  # set when --int8 calibrated one
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     check_against_graph(batch, dim0.dim_value or None)
     if trt is None:

@@ -1,0 +1,324 @@
+"""``hmrt calibrate``: an FP32 hmrt ONNX + calibration data -> the INT8 Q/DQ ONNX for TensorRT.
+
+    hmrt calibrate --onnx danet_edge.onnx --data synth --out danet_edge.int8.onnx
+    hmrt calibrate --onnx m.onnx --data clips/walk.mp4 --method percentile --calib-n 256 ...
+
+The output builds on TensorRT 8.6 (weakly typed + INT8/FP16 flags), 10 and 11 (strongly
+typed): ``python export/build_engine.py --onnx danet_edge.int8.onnx --int8``. Heavy imports
+(onnx, onnxruntime, torch for ``synth``) happen inside :func:`run`. ``build_engine.py --int8``
+reaches the same code through :func:`int8_graph_for_build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_CALIB_N = 512  # mirrors hmrt.calib.data.DEFAULT_CALIB_N (kept import-free here)
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    return tuple(g.strip() for g in text.split(",") if g.strip())
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Data and method flags shared by ``hmrt calibrate`` and ``build_engine.py --int8``.
+
+    ``prefix`` (``"calib-"``) namespaces them in build_engine (``--calib-data``, ...).
+    """
+    g = parser.add_argument_group("INT8 calibration")
+    g.add_argument(
+        f"--{prefix}data",
+        default=None,
+        required=not prefix,
+        metavar="DIR|VIDEO|synth",
+        help="calibration images: a folder, a video, or 'synth' (synthetic scenes)"
+        + (
+            "; --int8 from a model calibrates on synth by default, from an FP32 --onnx only "
+            "when this is given"
+            if prefix
+            else ""
+        ),
+    )
+    g.add_argument(
+        "--calib-n",
+        type=int,
+        default=DEFAULT_CALIB_N,
+        metavar="N",
+        help=f"calibration crops (default {DEFAULT_CALIB_N})",
+    )
+    g.add_argument(
+        f"--{prefix}method",
+        choices=("entropy", "minmax", "percentile"),
+        default="entropy",
+        help="activation range rule (default entropy, TensorRT's KL rule)",
+    )
+    g.add_argument(
+        "--calib-seed", type=int, default=None, help="seed of the image subset / synthetic scenes"
+    )
+    g.add_argument(
+        "--calib-body", default=None, metavar="NPZ", help="body model for 'synth' (default bundled)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hmrt calibrate``."""
+    parser.add_argument("--onnx", type=Path, required=True, help="FP32 hmrt ONNX (hmrt export)")
+    parser.add_argument("--out", type=Path, required=True, help="INT8 Q/DQ ONNX to write")
+    add_calibration_arguments(parser)
+    parser.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-output-channel weight scales (default on; --no-per-channel: per tensor)",
+    )
+    parser.add_argument(
+        "--float-groups",
+        type=_groups,
+        default=(),
+        metavar="G1,G2",
+        help="layer groups to leave in float (see docs/PRECISION.md), e.g. refinement",
+    )
+    parser.add_argument(
+        "--float-depthwise",
+        action="store_true",
+        help="leave depthwise convolutions in float",
+    )
+    parser.add_argument(
+        "--op-types",
+        type=_groups,
+        default=None,
+        metavar="Conv,Gemm,...",
+        help="op types to quantize (default Conv,Gemm,MatMul,Add)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("onnxruntime", "modelopt"),
+        default="onnxruntime",
+        help="quantizer: onnxruntime (default, opset kept: TensorRT 8.6/10/11) or modelopt "
+        "(needs nvidia-modelopt[onnx] in its own venv; opset >= 19: TensorRT 10/11)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("tensorrt", "onnxruntime-cpu"),
+        default="tensorrt",
+        help="tensorrt (default): symmetric int8 Q/DQ for TensorRT 8.6/10/11; onnxruntime-cpu: "
+        "ORT's uint8 CPU recipe (faster on x86, not loadable by TensorRT)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="activation-range cache (JSON): reused when it exists and matches the ONNX file "
+        "and --method, else written",
+    )
+    parser.add_argument(
+        "--cpu-copy",
+        type=Path,
+        default=None,
+        help="also write the ONNX Runtime CPU form (uint8 activations, same scales; see "
+        "docs/PRECISION.md)",
+    )
+    parser.add_argument("--batch", type=int, default=8, help="calibration batch (default 8)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _check_paths(onnx_path: Path, out: Path) -> None:
+    from hmrt.runtime.errors import InputError
+
+    if out.resolve() == onnx_path.resolve():
+        raise InputError(f"--out {out} would overwrite the FP32 input; pick another file name")
+    if out.suffix != ".onnx":
+        raise InputError(f"--out {out}: the INT8 graph is an ONNX file; end the name in .onnx")
+
+
+def calibrate(
+    onnx_path: Path,
+    out: Path,
+    data: str,
+    n: int,
+    method: str = "entropy",
+    per_channel: bool = True,
+    seed: int | None = None,
+    body: str | None = None,
+    float_groups: tuple[str, ...] = (),
+    op_types: tuple[str, ...] | None = None,
+    cache: Path | None = None,
+    batch: int = 8,
+    progress: bool = True,
+    target: str = "tensorrt",
+    backend: str = "onnxruntime",
+    float_depthwise: bool = False,
+):
+    """Validate inputs, make the crops, write the Q/DQ graph; returns the QuantizeResult."""
+    from hmrt.calib.data import (
+        CALIB_SEED,
+        calibration_images,
+        open_calibration_source,
+        preprocessor_from_onnx,
+    )
+    from hmrt.calib.qdq import QuantizeOptions, load_fp32_graph, quantize_to_qdq
+
+    _check_paths(onnx_path, out)
+    load_fp32_graph(onnx_path)  # fail on a bad ONNX before any crop is made
+    options = QuantizeOptions(
+        method=method,
+        per_channel=per_channel,
+        op_types=tuple(op_types) if op_types else None,
+        exclude_groups=tuple(float_groups),
+        float_depthwise=float_depthwise,
+        target=target,
+        batch=batch,
+    )
+    pre = preprocessor_from_onnx(onnx_path)
+    images = None
+    description = str(data)
+    if cache is None or not cache.is_file():
+        source = open_calibration_source(data, n, CALIB_SEED if seed is None else seed, body)
+        description = source.description
+        images = calibration_images(source, pre, progress)
+    if backend == "modelopt":
+        return _modelopt(onnx_path, out, images, options, description)
+    return quantize_to_qdq(onnx_path, out, images, options, description, cache, progress)
+
+
+def _modelopt(onnx_path: Path, out: Path, images, options, description: str):
+    """The ModelOpt path with the same plan, then hmrt's metadata on the result."""
+    import onnx
+
+    from hmrt.calib.modelopt_path import quantize_with_modelopt
+    from hmrt.calib.qdq import QuantizeResult, int8_metadata, load_fp32_graph
+    from hmrt.calib.qdq_edit import quantized_node_names
+    from hmrt.calib.qdq_plan import make_plan
+    from hmrt.runtime.atomic import atomic_path
+    from hmrt.runtime.errors import InputError
+
+    if images is None:
+        raise InputError("--backend modelopt calibrates itself: pass --data (no --cache)")
+    source = load_fp32_graph(onnx_path)
+    plan = make_plan(source, op_types=options.op_types, exclude_groups=options.exclude_groups)
+    quantize_with_modelopt(onnx_path, out, images, plan.nodes_to_exclude, options.method)
+    model = onnx.load(str(out))
+    meta = int8_metadata(
+        {p.key: p.value for p in source.metadata_props}, options, description, len(images)
+    )
+    meta["hmrt.int8_format"] = "qdq-int8-modelopt"
+    meta["hmrt.opset"] = str(
+        next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    )
+    del model.metadata_props[:]
+    for key in sorted(meta):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, meta[key]
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+    return QuantizeResult(out, plan, quantized_node_names(model), 0, meta)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Calibrate and print what was written."""
+    result = calibrate(
+        args.onnx,
+        args.out,
+        args.data,
+        args.calib_n,
+        args.method,
+        args.per_channel,
+        args.calib_seed,
+        args.calib_body,
+        args.float_groups,
+        args.op_types,
+        args.cache,
+        args.batch,
+        not args.no_progress,
+        args.target,
+        args.backend,
+        args.float_depthwise,
+    )
+    plan = result.plan
+    kind = "INT8 Q/DQ" if args.target == "tensorrt" else "INT8 Q/DQ, ONNX Runtime CPU recipe"
+    print(
+        f"wrote {result.path} ({kind}, opset {result.metadata.get('hmrt.opset', '?')}, "
+        f"{len(result.quantized_nodes)} nodes read int8; kept float: "
+        f"{len(plan.islands)} FP32-island nodes, heads {', '.join(plan.heads) or 'none'}"
+        + (f", groups {', '.join(plan.excluded_groups)}" if plan.excluded_groups else "")
+        + f"; ranges: {args.method} on {result.metadata['hmrt.int8_calib_data']})"
+    )
+    if args.cpu_copy is not None and args.target == "tensorrt":
+        write_cpu_copy(result.path, args.cpu_copy)
+        print(f"wrote {args.cpu_copy} (ONNX Runtime CPU form: uint8 activations, same scales)")
+    return 0
+
+
+def write_cpu_copy(int8_path: Path, out: Path) -> Path:
+    """Write the uint8-activation copy of an INT8 graph (atomically)."""
+    import onnx
+
+    from hmrt.calib.ort_cpu import uint8_activations
+    from hmrt.runtime.atomic import atomic_path
+
+    model, _ = uint8_activations(onnx.load(str(int8_path)))
+    for p in model.metadata_props:
+        if p.key == "hmrt.int8_format":
+            p.value = "qdq-uint8-activations-onnxruntime-cpu"
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+    return out
+
+
+def int8_graph_for_build(
+    args: argparse.Namespace, fp32_onnx: Path | None, target: str, out: Path | None = None
+):
+    """``build_engine.py --int8`` without a Q/DQ graph: calibrate one with the --calib-* flags.
+
+    ``fp32_onnx``: the user's FP32 ``--onnx`` (the INT8 graph goes next to the engine as
+    ``<stem>.int8.onnx``), or None to export the model first (to a temporary folder; the INT8
+    graph goes to ``out``). Returns the loaded INT8 ModelProto and records its path in
+    ``args.int8_onnx`` for the build.
+    """
+    import tempfile
+
+    import onnx
+
+    data = args.calib_data or "synth"
+    with tempfile.TemporaryDirectory(prefix="hmrt_build_int8_") as tmp:
+        if fp32_onnx is None:
+            from hmrt.export.cli_export import export_from_args
+
+            ns = argparse.Namespace(**vars(args))
+            ns.trt_version, ns.batch = target, None
+            fp32_onnx = export_from_args(ns, Path(tmp) / "fp32.onnx", "fp32").path
+        else:
+            folder = args.out.parent if args.out.suffix in (".engine", ".plan") else args.out
+            stem = args.out.stem if args.out.suffix in (".engine", ".plan") else fp32_onnx.stem
+            out = folder / f"{stem}.int8.onnx"
+        result = calibrate(
+            Path(fp32_onnx),
+            Path(out),
+            data,
+            args.calib_n,
+            args.calib_method,
+            True,
+            args.calib_seed,
+            args.calib_body,
+            progress=True,
+        )
+    print(
+        f"wrote {result.path} (INT8 Q/DQ graph for TensorRT {target}: "
+        f"{len(result.quantized_nodes)} nodes read int8; ranges: {args.calib_method} on "
+        f"{result.metadata['hmrt.int8_calib_data']})"
+    )
+    args.int8_onnx = result.path
+    return onnx.load(str(result.path))
+
+
+def check_int8_for_tensorrt(model, path: Path) -> None:
+    """Refuse an INT8 graph made for ONNX Runtime's CPU kernels (TensorRT needs zero points 0)."""
+    from hmrt.runtime.errors import InputError
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("hmrt.int8_target", "tensorrt") != "tensorrt":
+        raise InputError(
+            f"{path} is the ONNX Runtime CPU INT8 recipe (uint8, non-zero zero points), which "
+            "TensorRT rejects; calibrate for TensorRT: hmrt calibrate --target tensorrt"
+        )

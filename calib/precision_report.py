@@ -1,0 +1,387 @@
+"""One table for every precision of a model: accuracy on synth-val and ONNX Runtime CPU latency.
+
+``hmrt eval --precision-report --model danet --variant edge`` (or ``bench/bench_precision.py``)
+exports the FP32 and FP16 graphs, calibrates the INT8 Q/DQ graph (:mod:`hmrt.calib.qdq`), and
+runs each in ONNX Runtime on the first ``n`` synth-val frames cropped by the runtime's own
+preprocessing; the metrics are :func:`hmrt.train.evaluate.evaluate`'s (MPJPE, PA-MPJPE, PVE in
+mm), plus the largest vertex deviation from the FP32 graph. How each graph ran is part of the
+table: ONNX Runtime's CPU provider has no FP16 kernels for most ops (it computes the FP16 graph
+in FP32 on FP16-rounded weights and boundary tensors), and the INT8 graph's latency is measured
+both as written for TensorRT and in ONNX Runtime's CPU form (:mod:`hmrt.calib.ort_cpu`, same
+numbers). When a DaNet-edge target is missed (INT8 PA-MPJPE within 3 mm of FP32; INT8 at least
+1.5x faster than FP32 on the CPU) the per-layer-group sensitivity (:mod:`hmrt.calib.sensitivity`)
+is added so the next step is clear.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hmrt.calib.latency import Latency
+
+TARGET_PA_DELTA_MM = 3.0
+TARGET_SPEEDUP = 1.5
+INT8_TRT = "INT8 (TensorRT Q/DQ)"
+INT8_TRT_CPU = "INT8 (TensorRT Q/DQ), ORT CPU form"
+INT8_CPU = "INT8 (ORT CPU recipe)"
+
+
+@dataclass
+class ReportOptions:
+    """What to measure and how."""
+
+    model: str = "danet"
+    variant: str = "edge"
+    checkpoint: Path | None = None
+    random_init: bool = False
+    body: str | None = None
+    n: int = 512
+    calib_data: str = "synth"
+    calib_n: int = 512
+    method: str = "entropy"
+    float_groups: tuple[str, ...] = ()
+    roi_pool: str | None = None
+    threads: int = 1
+    latency_runs: int = 50
+    batch: int = 16
+    sensitivity: bool | None = None  # None: only when a target is missed
+    sensitivity_n: int = 128
+    progress: bool = True
+
+
+@dataclass
+class Row:
+    """One graph: its metrics (mm), deviation from FP32 (mm) and latency."""
+
+    name: str
+    how: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    max_dev_mm: float | None = None
+    latency: Latency | None = None
+
+
+@dataclass
+class PrecisionReport:
+    """Everything the markdown section shows."""
+
+    rows: list[Row]
+    options: ReportOptions
+    weights: str
+    final_weights: bool
+    eval_set: str
+    calibration: str
+    int8_kernels: dict[str, dict[str, int]]
+    cpu_form_max_diff: float
+    load: str
+    sensitivity: list[dict] = field(default_factory=list)
+    time_split: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def row(self, name: str) -> Row:
+        """The row called ``name``."""
+        return next(r for r in self.rows if r.name == name)
+
+    def pa_delta(self, name: str) -> float:
+        """PA-MPJPE of row ``name`` minus FP32's (mm)."""
+        return self.row(name).metrics["pa_mpjpe"] - self.row("FP32").metrics["pa_mpjpe"]
+
+    def speedup(self, name: str) -> float:
+        """FP32 median latency / row ``name``'s."""
+        fp32, other = self.row("FP32").latency, self.row(name).latency
+        return fp32.median_ms / other.median_ms if fp32 and other else float("nan")
+
+    @property
+    def targets_met(self) -> bool:
+        """TensorRT INT8 graph within the PA-MPJPE budget, and an INT8 graph 1.5x faster on CPU
+        (ORT CPU recipe) that is also within the budget."""
+        return (
+            self.pa_delta(INT8_TRT) <= TARGET_PA_DELTA_MM
+            and self.pa_delta(INT8_CPU) <= TARGET_PA_DELTA_MM
+            and self.speedup(INT8_CPU) >= TARGET_SPEEDUP
+        )
+
+
+class Recorder:
+    """Wraps a predict function and keeps every ``vertices`` output (for deviations)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.vertices: list[np.ndarray] = []
+        self.joints: list[np.ndarray] = []
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.fn(images)
+        self.vertices.append(np.asarray(out["vertices"], np.float32))
+        self.joints.append(np.asarray(out["joints3d"], np.float32))
+        return out
+
+    def all_vertices(self) -> np.ndarray:
+        """All recorded vertices ``(N, V, 3)``."""
+        return np.concatenate(self.vertices)
+
+
+def ort_predictor(model, threads: int = 1):
+    """A numpy predict function over an ONNX Runtime CPU session."""
+    from hmrt.calib.latency import cpu_session
+
+    sess = cpu_session(model, threads)
+    names = [o.name for o in sess.get_outputs()]
+    input_name = sess.get_inputs()[0].name
+
+    def predict(images: np.ndarray) -> dict[str, np.ndarray]:
+        outs = sess.run(None, {input_name: np.ascontiguousarray(images, np.float32)})
+        return dict(zip(names, outs))
+
+    return predict
+
+
+def eval_items(n: int, pre, progress: bool = True) -> list[dict]:
+    """The first ``n`` synth-val frames, cropped by the runtime's preprocessing, as eval items."""
+    from tqdm import tqdm
+
+    from hmrt.train.data.validation import synth_val_frames
+
+    items = []
+    frames = synth_val_frames(size=n)
+    for f in tqdm(frames, total=n, desc="synth-val crops", disable=not progress, leave=False):
+        items.append(
+            {
+                "image": pre(f["frame"], f["box"]),
+                "joints3d": np.asarray(f["joints3d"], np.float32),
+                "rotmats": np.asarray(f["rotmats"], np.float32),
+                "betas": np.asarray(f["betas"], np.float32),
+            }
+        )
+        if len(items) == n:
+            break
+    return items
+
+
+def max_deviation_mm(vertices: np.ndarray, reference: np.ndarray) -> float:
+    """Largest per-vertex Euclidean distance between two predictions (mm)."""
+    return float(np.linalg.norm(vertices - reference, axis=-1).max() * 1000.0)
+
+
+def _export_graphs(source, opts: ReportOptions, folder: Path) -> dict[str, Path]:
+    from hmrt.export.onnx_export import ExportOptions, export_model
+
+    fp32 = folder / f"{source.name}_{source.variant}_fp32.onnx"
+    fp16 = folder / f"{source.name}_{source.variant}_fp16.onnx"
+    export_model(
+        source.model, fp32, source.name, source.variant, ExportOptions(roi_pool=opts.roi_pool)
+    )
+    export_model(
+        source.model,
+        fp16,
+        source.name,
+        source.variant,
+        ExportOptions(roi_pool=opts.roi_pool, precision="fp16", trt_version="11"),
+    )
+    return {"fp32": fp32, "fp16": fp16}
+
+
+def build_report(source, opts: ReportOptions) -> PrecisionReport:
+    """Export, calibrate, evaluate and time; see the module docstring."""
+    import onnx
+
+    from hmrt.calib.cli import calibrate
+    from hmrt.calib.data import preprocessor_from_onnx
+    from hmrt.calib.latency import load_average, measure_latency
+    from hmrt.calib.ort_cpu import optimized_op_counts, uint8_activations
+    from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
+    from hmrt.train.evaluate import evaluate, torch_predictor
+
+    with tempfile.TemporaryDirectory(prefix="hmrt_precision_") as tmp:
+        folder = Path(tmp)
+        paths = _export_graphs(source, opts, folder)
+        paths["int8"] = folder / "int8_tensorrt.onnx"
+        paths["int8_cpu"] = folder / "int8_onnxruntime_cpu.onnx"
+        cache = folder / "ranges.json"
+        result = calibrate(
+            paths["fp32"],
+            paths["int8"],
+            opts.calib_data,
+            opts.calib_n,
+            opts.method,
+            float_groups=opts.float_groups,
+            body=opts.body,
+            cache=cache,
+            progress=opts.progress,
+        )
+        quantize_to_qdq(
+            paths["fp32"],
+            paths["int8_cpu"],
+            None,
+            QuantizeOptions(
+                method=opts.method, target="onnxruntime-cpu", exclude_groups=opts.float_groups
+            ),
+            result.metadata["hmrt.int8_calib_data"],
+            cache,
+            False,
+        )
+        int8_model = onnx.load(str(paths["int8"]))
+        cpu_form, _ = uint8_activations(int8_model)
+        cpu_recipe = onnx.load(str(paths["int8_cpu"]))
+        pre = preprocessor_from_onnx(paths["fp32"])
+        items = eval_items(opts.n, pre, opts.progress)
+        recorders = {
+            "torch FP32": Recorder(torch_predictor(source.model)),
+            "FP32": Recorder(ort_predictor(paths["fp32"], opts.threads)),
+            "FP16": Recorder(ort_predictor(paths["fp16"], opts.threads)),
+            INT8_TRT: Recorder(ort_predictor(int8_model, opts.threads)),
+            INT8_TRT_CPU: Recorder(ort_predictor(cpu_form, opts.threads)),
+            INT8_CPU: Recorder(ort_predictor(cpu_recipe, opts.threads)),
+        }
+        head = getattr(source.model, "body", None)
+        body = getattr(head, "layer", head)
+        scores = evaluate(
+            recorders,
+            items,
+            body=body,
+            batch_size=opts.batch,
+            baseline=False,
+            progress=opts.progress,
+        )
+        probe = np.stack([it["image"] for it in items[: opts.batch]])
+        cpu_diff = max_deviation_mm(
+            recorders[INT8_TRT_CPU].all_vertices(), recorders[INT8_TRT].all_vertices()
+        )
+        latency = measure_latency(
+            {
+                "FP32": paths["fp32"],
+                "FP16": paths["fp16"],
+                INT8_TRT: int8_model,
+                INT8_TRT_CPU: cpu_form,
+                INT8_CPU: cpu_recipe,
+            },
+            probe[:1],
+            opts.threads,
+            opts.latency_runs,
+        )
+        time_split = time_by_group(
+            {"FP32": paths["fp32"], INT8_TRT_CPU: cpu_form, INT8_CPU: cpu_recipe},
+            probe[:1],
+            source.name,
+            opts.threads,
+        )
+        kernels = {
+            INT8_TRT: optimized_op_counts(int8_model, opts.threads),
+            INT8_TRT_CPU: optimized_op_counts(cpu_form, opts.threads),
+            INT8_CPU: optimized_op_counts(cpu_recipe, opts.threads),
+        }
+        ref = recorders["FP32"].all_vertices()
+        hows = {
+            "torch FP32": "PyTorch eval mode (reference)",
+            "FP32": "ONNX Runtime CPU, FP32 graph",
+            "FP16": "ONNX Runtime CPU on the FP16 graph (no FP16 CPU kernels: FP16-rounded "
+            "weights and boundaries, most math in FP32)",
+            INT8_TRT: "ONNX Runtime CPU on the Q/DQ graph as written for TensorRT",
+            INT8_TRT_CPU: "the same Q/DQ graph, uint8 activations (same scales; ORT's integer "
+            "kernels for every conv)",
+            INT8_CPU: "ORT's CPU recipe from the same ranges (uint8, ReLU folded; not for "
+            "TensorRT)",
+        }
+        rows = [
+            Row(
+                name,
+                hows[name],
+                scores.metrics[name],
+                max_deviation_mm(rec.all_vertices(), ref),
+                latency.get(name),
+            )
+            for name, rec in recorders.items()
+        ]
+        report = PrecisionReport(
+            rows=rows,
+            options=opts,
+            weights=_weights_text(source),
+            final_weights=source.weights == "bundled",
+            eval_set=f"synth-val[0:{len(items)}] (runtime preprocessing of the full frames)",
+            calibration=(
+                f"{result.metadata['hmrt.int8_calib_data']}, {opts.method}, per-channel int8 "
+                f"weights, symmetric int8 activations; {len(result.quantized_nodes)} nodes read "
+                f"int8; float: FP32 islands ({len(result.plan.islands)} nodes) and heads "
+                f"{', '.join(_short(h) for h in result.plan.heads)}"
+                + (f"; float groups: {', '.join(opts.float_groups)}" if opts.float_groups else "")
+            ),
+            int8_kernels=kernels,
+            cpu_form_max_diff=cpu_diff,
+            load=load_average(),
+            time_split=time_split,
+        )
+        want = opts.sensitivity if opts.sensitivity is not None else not report.targets_met
+        if want:
+            from hmrt.calib.sensitivity import group_sensitivity
+
+            report.sensitivity = group_sensitivity(
+                paths["fp32"], cache, items[: opts.sensitivity_n], opts, source.name
+            )
+    return report
+
+
+def node_group(model_name: str, node_name: str) -> str:
+    """Report group of a node: its FP32 island, its layer group, or ``other``."""
+    from hmrt.calib.qdq_plan import island_of, layer_group
+
+    island = island_of(node_name)
+    if island is not None:
+        return f"FP32 island {island}"
+    return layer_group(model_name, node_name) or "other"
+
+
+def time_by_group(
+    models: dict, image: np.ndarray, model_name: str, threads: int = 1, rounds: int = 3
+) -> dict[str, dict[str, float]]:
+    """ORT profiler kernel ms per group for each graph: the minimum over ``rounds`` alternating
+    passes (a shared machine inflates single passes unevenly)."""
+    from hmrt.calib.latency import profile_groups
+
+    best: dict[str, dict[str, float]] = {name: {} for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            split = profile_groups(model, image, lambda n: node_group(model_name, n), threads)
+            for group, ms in split.items():
+                best[name][group] = min(ms, best[name].get(group, float("inf")))
+    return best
+
+
+def _short(node_name: str) -> str:
+    parts = [p for p in node_name.split("/") if p and p != "model"]
+    return "/".join(parts[-3:-1]) if len(parts) > 2 else node_name
+
+
+def _weights_text(source) -> str:
+    if source.weights == "random-init":
+        return "random init (untrained: accuracy columns are not meaningful)"
+    text = f"{source.weights} `{source.weights_path}`"
+    try:
+        from hmrt.calib.ranges import file_sha256
+        from hmrt.train.checkpoint import read_checkpoint
+
+        pos = read_checkpoint(source.weights_path).get("position") or {}
+        text += f" (sha256 {file_sha256(source.weights_path)[:12]}"
+        if pos.get("step") is not None:
+            text += f", training step {pos['step']} of {pos.get('total_steps', '?')}"
+        text += ")"
+    except Exception:  # the table stays useful without the provenance details
+        pass
+    return text
+
+
+def machine_text() -> str:
+    """CPU model and count, e.g. ``AMD EPYC, 2 logical CPUs``."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    import platform
+
+    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"

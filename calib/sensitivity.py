@@ -1,0 +1,81 @@
+"""Per-layer-group INT8 sensitivity: which part of the network the INT8 error comes from.
+
+For every layer group of the model (:data:`hmrt.calib.qdq_plan.LAYER_GROUPS`), two INT8 graphs
+are made from the same calibration ranges (no recalibration, so differences are the groups'
+alone): *only this group quantized* (its own error) and *everything but this group* (what
+leaving it in float would recover). Each is scored on the same synth-val crops as the main table:
+PA-MPJPE change against the FP32 graph on those crops and the largest vertex deviation from it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _outputs(
+    model_path: Path, images: np.ndarray, threads: int, batch: int
+) -> dict[str, np.ndarray]:
+    from hmrt.calib.precision_report import ort_predictor
+
+    predict = ort_predictor(model_path, threads)
+    parts = [predict(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _pa_mpjpe_mm(joints: np.ndarray, gt: np.ndarray) -> float:
+    from hmrt.runtime import metrics as M
+
+    pred = joints.astype(np.float64)
+    return float(np.mean(M.pa_mpjpe(pred - pred[:, :1], gt)))
+
+
+def quantizable_groups(fp32_path: Path, model_name: str) -> list[str]:
+    """Groups of the table that hold at least one node ORT would quantize (heads excluded)."""
+    import onnx
+
+    from hmrt.calib.qdq_plan import DEFAULT_OP_TYPES, group_names, island_of, layer_group
+
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    present = set()
+    for n in model.graph.node:
+        if n.op_type in DEFAULT_OP_TYPES and island_of(n.name) is None:
+            present.add(layer_group(model_name, n.name))
+    return [g for g in group_names(model_name) if g in present and g != "heads"]
+
+
+def group_sensitivity(
+    fp32_path: Path, cache: Path, items: list[dict], opts, model_name: str
+) -> list[dict]:
+    """Rows ``{group, nodes, only_pa_delta, only_max_dev, without_pa_delta, without_max_dev}``."""
+    from tqdm import tqdm
+
+    from hmrt.calib.precision_report import max_deviation_mm
+    from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
+
+    images = np.stack([it["image"] for it in items])
+    gt = np.stack([it["joints3d"] for it in items]).astype(np.float64)
+    gt = gt - gt[:, :1]
+    ref = _outputs(fp32_path, images, opts.threads, opts.batch)
+    ref_pa = _pa_mpjpe_mm(ref["joints3d"], gt)
+    rows = []
+    groups = quantizable_groups(fp32_path, model_name)
+    with tempfile.TemporaryDirectory(prefix="hmrt_sens_") as tmp:
+        for group in tqdm(groups, desc="group sensitivity", disable=not opts.progress, leave=False):
+            row: dict = {"group": group}
+            for mode, kwargs in (
+                ("only", {"only_groups": (group,)}),
+                ("without", {"exclude_groups": (group,)}),
+            ):
+                out = Path(tmp) / f"{group}_{mode}.onnx"
+                options = QuantizeOptions(method=opts.method, **kwargs)
+                result = quantize_to_qdq(fp32_path, out, None, options, "cache", cache, False)
+                pred = _outputs(out, images, opts.threads, opts.batch)
+                row[f"{mode}_pa_delta"] = _pa_mpjpe_mm(pred["joints3d"], gt) - ref_pa
+                row[f"{mode}_max_dev"] = max_deviation_mm(pred["vertices"], ref["vertices"])
+                if mode == "only":
+                    row["nodes"] = len(result.quantized_nodes)
+            rows.append(row)
+    return rows
