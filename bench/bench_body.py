@@ -16,24 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _stand_in(path: Path, posedirs: bool) -> Path:
@@ -149,7 +137,10 @@ def main() -> None:
         parity.append(("smplx 0.1.28 SMPL(data_struct=...)", *smplx_out))
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, threads={args.threads}")
+    from hmrt.runtime.stats import machine_line
+
+    print(f"machine: {machine_line()}")
+    print(f"threads: {args.threads}")
     print(f"load average at the end (1, 5, 15 min): {load}")
     print(
         f"date: {datetime.date.today()}, torch {torch.__version__}, onnxruntime {ort.__version__}"

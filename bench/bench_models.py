@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -23,17 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _stand_in(path: Path) -> Path:
@@ -128,7 +115,9 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} logical CPUs; load average {os.getloadavg()}")
+    from hmrt.runtime.stats import machine_line
+
+    print(f"machine: {machine_line()}")
     print(
         f"date: {datetime.date.today()}, torch {torch.__version__}, onnxruntime {ort.__version__}"
     )

@@ -13,7 +13,8 @@ this file's defaults (every flag of that command is accepted); the command line 
 BENCHMARKS.md is this script's. Latency is a benchmark, never a test: the DaNet-edge targets
 (INT8 PA-MPJPE within 3 mm of FP32, INT8 >= 1.5x faster than FP32 on the CPU) are reported as met
 or missed, with the per-layer-group sensitivity when missed. ``--variants`` instead prints the
-INT8 recipe variants table (:mod:`hmrt.calib.variants`: range rules, per-tensor weights, float
+INT8 recipe variants table (:mod:`hmrt.calib.variants` on the graph exported by
+:func:`hmrt.export.precision_report.variants_for_model`: range rules, per-tensor weights, float
 depthwise / first stage, ORT's CPU recipe) for docs/PRECISION.md.
 """
 
@@ -53,10 +54,10 @@ def _variants(argv: list[str]) -> int:
 
     import torch
 
-    from hmrt.calib.latency import load_average
-    from hmrt.calib.precision_report import machine_text
-    from hmrt.calib.variants import run_variants, variants_markdown
+    from hmrt.calib.variants import variants_markdown
     from hmrt.export.model_source import load_model
+    from hmrt.export.precision_report import variants_for_model
+    from hmrt.runtime.stats import machine_line
 
     ap = argparse.ArgumentParser(prog="bench_precision.py --variants")
     ap.add_argument("--model", default="danet")
@@ -71,11 +72,11 @@ def _variants(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     src = load_model(args.model, args.variant, args.checkpoint, args.random_init)
-    rows = run_variants(src, args.n, args.calib_n, args.roi_pool, args.threads,
-                        progress=not args.no_progress)  # fmt: skip
+    rows = variants_for_model(src, args.n, args.calib_n, args.roi_pool, args.threads,
+                              progress=not args.no_progress)  # fmt: skip
     print(
         f"Command: `{shlex.join(['python', 'bench/bench_precision.py', '--variants', *argv])}`; "
-        f"{machine_text()}, load average {load_average()}; {datetime.date.today().isoformat()}; "
+        f"machine: {machine_line()}; {datetime.date.today().isoformat()}; "
         f"weights: {src.weights} {src.weights_path or ''}; synth-val[0:{args.n}], "
         f"{args.calib_n} synth calibration crops.\n"
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,19 +22,9 @@ import numpy as np
 from hmrt.assets import asset_path
 from hmrt.runtime import camera
 from hmrt.runtime.render import rasterize, render_iuv, render_overlay
+from hmrt.runtime.stats import machine_line
 
 BATCH = 16
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _ellipsoid_body() -> tuple[np.ndarray, np.ndarray]:
@@ -169,8 +158,9 @@ def main() -> None:
     ]  # fmt: skip
 
     print(f"date: {datetime.date.today().isoformat()}")
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, numba {numba.__version__} "
-          f"with {numba.get_num_threads()} threads ({numba.threading_layer()} layer)")  # fmt: skip
+    print(f"machine: {machine_line()}")
+    print(f"numba {numba.__version__} with {numba.get_num_threads()} threads "
+          f"({numba.threading_layer()} layer)")  # fmt: skip
     print(f"mesh: {label}: {len(rest)} vertices, {len(faces)} faces")
     print("command: python bench/bench_render.py  (median wall time, warm-up excluded)")
     print(f"load average before: {load:.2f} (other jobs share the cores)")

@@ -28,7 +28,7 @@ import numpy as np
 from hmrt.runtime import camera
 from hmrt.runtime.preprocess import Preprocessor
 from hmrt.runtime.roi_tracker import RoiDecision, RoiTracker
-from hmrt.runtime.stats import machine_description
+from hmrt.runtime.stats import machine_description, machine_line
 
 RES = 224
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     threads = args.threads or int(machine["cores"])
     print(f"# Runtime benchmark ({datetime.date.today().isoformat()})\n")
-    print("Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + "\n")
+    print(f"machine: {machine_line(machine)}\n")
     print("| stage | median ms |\n| --- | ---: |")
     for name, ms in micro(args.repeat_seconds):
         print(f"| {name} | {ms:.3f} |")

@@ -21,21 +21,9 @@ import argparse
 import datetime
 import multiprocessing as mp
 import os
-import platform
 import time
 
 import numpy as np
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _work(args: tuple[str, int, int, int, int]) -> tuple[float, float]:
@@ -147,7 +135,9 @@ def main() -> None:
 
     body = BodyModel()
     print(f"# Synthetic data engine, {args.size}x{args.size}")
-    print(f"- machine: {_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    from hmrt.runtime.stats import machine_line
+
+    print(f"- machine: {machine_line()}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- body: {body.path.name} ({body.n_verts} vertices, {body.n_faces} faces, {body.hash})")
     print(f"- command: python bench/bench_synth.py --n {args.n} --size {args.size}")

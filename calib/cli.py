@@ -6,7 +6,8 @@
 The output builds on TensorRT 8.6 (weakly typed + INT8/FP16 flags), 10 and 11 (strongly
 typed): ``python export/build_engine.py --onnx danet_edge.int8.onnx --int8``. Heavy imports
 (onnx, onnxruntime, torch for ``synth``) happen inside :func:`run`. ``build_engine.py --int8``
-reaches the same code through :func:`int8_graph_for_build`.
+reaches :func:`calibrate` through :func:`hmrt.export.int8_build.int8_graph_for_build` (the
+export layer does the exporting; this module never imports hmrt.export).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def add_calibration_arguments(parser: argparse.ArgumentParser, prefix: str = "")
         help="calibration images: a folder, a video, or 'synth' (synthetic scenes)"
         + (
             "; --int8 from a model calibrates on synth by default, from an FP32 --onnx only "
-            "when this is given"
+            "when this is given (--int8-mode legacy: synth by default)"
             if prefix
             else ""
         ),
@@ -264,61 +265,3 @@ def write_cpu_copy(int8_path: Path, out: Path) -> Path:
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
     return out
-
-
-def int8_graph_for_build(
-    args: argparse.Namespace, fp32_onnx: Path | None, target: str, out: Path | None = None
-):
-    """``build_engine.py --int8`` without a Q/DQ graph: calibrate one with the --calib-* flags.
-
-    ``fp32_onnx``: the user's FP32 ``--onnx`` (the INT8 graph goes next to the engine as
-    ``<stem>.int8.onnx``), or None to export the model first (to a temporary folder; the INT8
-    graph goes to ``out``). Returns the loaded INT8 ModelProto and records its path in
-    ``args.int8_onnx`` for the build.
-    """
-    import tempfile
-
-    import onnx
-
-    data = args.calib_data or "synth"
-    with tempfile.TemporaryDirectory(prefix="hmrt_build_int8_") as tmp:
-        if fp32_onnx is None:
-            from hmrt.export.cli_export import export_from_args
-
-            ns = argparse.Namespace(**vars(args))
-            ns.trt_version, ns.batch = target, None
-            fp32_onnx = export_from_args(ns, Path(tmp) / "fp32.onnx", "fp32").path
-        else:
-            folder = args.out.parent if args.out.suffix in (".engine", ".plan") else args.out
-            stem = args.out.stem if args.out.suffix in (".engine", ".plan") else fp32_onnx.stem
-            out = folder / f"{stem}.int8.onnx"
-        result = calibrate(
-            Path(fp32_onnx),
-            Path(out),
-            data,
-            args.calib_n,
-            args.calib_method,
-            True,
-            args.calib_seed,
-            args.calib_body,
-            progress=True,
-        )
-    print(
-        f"wrote {result.path} (INT8 Q/DQ graph for TensorRT {target}: "
-        f"{len(result.quantized_nodes)} nodes read int8; ranges: {args.calib_method} on "
-        f"{result.metadata['hmrt.int8_calib_data']})"
-    )
-    args.int8_onnx = result.path
-    return onnx.load(str(result.path))
-
-
-def check_int8_for_tensorrt(model, path: Path) -> None:
-    """Refuse an INT8 graph made for ONNX Runtime's CPU kernels (TensorRT needs zero points 0)."""
-    from hmrt.runtime.errors import InputError
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("hmrt.int8_target", "tensorrt") != "tensorrt":
-        raise InputError(
-            f"{path} is the ONNX Runtime CPU INT8 recipe (uint8, non-zero zero points), which "
-            "TensorRT rejects; calibrate for TensorRT: hmrt calibrate --target tensorrt"
-        )

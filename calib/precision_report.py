@@ -1,22 +1,25 @@
 """One table for every precision of a model: accuracy on synth-val and ONNX Runtime CPU latency.
 
 ``hmrt eval --precision-report --model danet --variant edge`` (or ``bench/bench_precision.py``)
-exports the FP32 and FP16 graphs, calibrates the INT8 Q/DQ graph (:mod:`hmrt.calib.qdq`), and
-runs each in ONNX Runtime on the first ``n`` synth-val frames cropped by the runtime's own
-preprocessing; the metrics are :func:`hmrt.train.evaluate.evaluate`'s (MPJPE, PA-MPJPE, PVE in
-mm), plus the largest vertex deviation from the FP32 graph. How each graph ran is part of the
-table: ONNX Runtime's CPU provider has no FP16 kernels for most ops (it computes the FP16 graph
-in FP32 on FP16-rounded weights and boundary tensors), and the INT8 graph's latency is measured
-both as written for TensorRT and in ONNX Runtime's CPU form (:mod:`hmrt.calib.ort_cpu`, same
-numbers). When a DaNet-edge target is missed (INT8 PA-MPJPE within 3 mm of FP32; INT8 at least
-1.5x faster than FP32 on the CPU) the per-layer-group sensitivity (:mod:`hmrt.calib.sensitivity`)
-is added so the next step is clear.
+runs :func:`build_report` on the model's FP32 and FP16 graphs, which the export layer writes
+(:mod:`hmrt.export.precision_report`: this module never imports hmrt.export, it is handed the
+graphs or a callable that writes them). It calibrates the INT8 Q/DQ graph
+(:mod:`hmrt.calib.qdq`) and runs each graph in ONNX Runtime on the first ``n`` synth-val frames
+cropped by the runtime's own preprocessing; the metrics are
+:func:`hmrt.train.evaluate.evaluate`'s (MPJPE, PA-MPJPE, PVE in mm), plus the largest vertex
+deviation from the FP32 graph. How each graph ran is part of the table: ONNX Runtime's CPU
+provider has no FP16 kernels for most ops (it computes the FP16 graph in FP32 on FP16-rounded
+weights and boundary tensors), and the INT8 graph's latency is measured both as written for
+TensorRT and in ONNX Runtime's CPU form (:mod:`hmrt.calib.ort_cpu`, same numbers). When a
+DaNet-edge target is missed (INT8 PA-MPJPE within 3 mm of FP32; INT8 at least 1.5x faster than
+FP32 on the CPU) the per-layer-group sensitivity (:mod:`hmrt.calib.sensitivity`) is added so
+the next step is clear.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,10 @@ TARGET_SPEEDUP = 1.5
 INT8_TRT = "INT8 (TensorRT Q/DQ)"
 INT8_TRT_CPU = "INT8 (TensorRT Q/DQ), ORT CPU form"
 INT8_CPU = "INT8 (ORT CPU recipe)"
+
+GraphSource = Mapping[str, Path] | Callable[[Path], Mapping[str, Path]]
+"""The FP32 and FP16 graphs of the report: ``{"fp32": path, "fp16": path}``, or a callable that
+writes them into the folder it is given and returns that mapping."""
 
 
 @dataclass
@@ -166,26 +173,34 @@ def max_deviation_mm(vertices: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(vertices - reference, axis=-1).max() * 1000.0)
 
 
-def _export_graphs(source, opts: ReportOptions, folder: Path) -> dict[str, Path]:
-    from hmrt.export.onnx_export import ExportOptions, export_model
-
-    fp32 = folder / f"{source.name}_{source.variant}_fp32.onnx"
-    fp16 = folder / f"{source.name}_{source.variant}_fp16.onnx"
-    export_model(
-        source.model, fp32, source.name, source.variant, ExportOptions(roi_pool=opts.roi_pool)
-    )
-    export_model(
-        source.model,
-        fp16,
-        source.name,
-        source.variant,
-        ExportOptions(roi_pool=opts.roi_pool, precision="fp16", trt_version="11"),
-    )
-    return {"fp32": fp32, "fp16": fp16}
+def batched_outputs(model, images: np.ndarray, threads: int = 1, batch: int = 16) -> dict:
+    """ONNX Runtime CPU outputs of ``model`` (path or ModelProto) over ``images``, by batches."""
+    predict = ort_predictor(model, threads)
+    parts = [predict(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def build_report(source, opts: ReportOptions) -> PrecisionReport:
-    """Export, calibrate, evaluate and time; see the module docstring."""
+def root_relative_joints(items: list[dict]) -> np.ndarray:
+    """Ground-truth joints of eval items, root-relative, float64 ``(N, 24, 3)``."""
+    gt = np.stack([it["joints3d"] for it in items]).astype(np.float64)
+    return gt - gt[:, :1]
+
+
+def pa_mpjpe_mm(joints: np.ndarray, gt: np.ndarray) -> float:
+    """Mean PA-MPJPE (mm) of predicted joints against root-relative ``gt``."""
+    from hmrt.runtime import metrics as M
+
+    pred = joints.astype(np.float64)
+    return float(np.mean(M.pa_mpjpe(pred - pred[:, :1], gt)))
+
+
+def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionReport:
+    """Calibrate, evaluate and time the graphs of ``source``; see the module docstring.
+
+    ``source``: the loaded torch model and its provenance (``model``, ``name``, ``variant``,
+    ``weights``, ``weights_path``: :class:`hmrt.export.model_source.ModelSource`), scored as the
+    "torch FP32" reference row. ``graphs``: its FP32 and FP16 ONNX files (:data:`GraphSource`).
+    """
     import onnx
 
     from hmrt.calib.cli import calibrate
@@ -197,7 +212,7 @@ def build_report(source, opts: ReportOptions) -> PrecisionReport:
 
     with tempfile.TemporaryDirectory(prefix="hmrt_precision_") as tmp:
         folder = Path(tmp)
-        paths = _export_graphs(source, opts, folder)
+        paths = {k: Path(v) for k, v in (graphs(folder) if callable(graphs) else graphs).items()}
         paths["int8"] = folder / "int8_tensorrt.onnx"
         paths["int8_cpu"] = folder / "int8_onnxruntime_cpu.onnx"
         cache = folder / "ranges.json"
@@ -325,7 +340,8 @@ def build_report(source, opts: ReportOptions) -> PrecisionReport:
 
 def node_group(model_name: str, node_name: str) -> str:
     """Report group of a node: its FP32 island, its layer group, or ``other``."""
-    from hmrt.calib.qdq_plan import island_of, layer_group
+    from hmrt.calib.qdq_plan import layer_group
+    from hmrt.runtime.graph_islands import island_of
 
     island = island_of(node_name)
     if island is not None:
@@ -359,7 +375,7 @@ def _weights_text(source) -> str:
         return "random init (untrained: accuracy columns are not meaningful)"
     text = f"{source.weights} `{source.weights_path}`"
     try:
-        from hmrt.calib.ranges import file_sha256
+        from hmrt.runtime.cache import file_sha256
         from hmrt.train.checkpoint import read_checkpoint
 
         pos = read_checkpoint(source.weights_path).get("position") or {}
@@ -370,18 +386,3 @@ def _weights_text(source) -> str:
     except Exception:  # the table stays useful without the provenance details
         pass
     return text
-
-
-def machine_text() -> str:
-    """CPU model and count, e.g. ``AMD EPYC, 2 logical CPUs``."""
-    name = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
-    import platform
-
-    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"

@@ -255,8 +255,9 @@ def quantize_to_qdq(
         quantized_node_names,
         share_quantize_nodes,
     )
-    from hmrt.calib.ranges import file_sha256, write_ort_cache
+    from hmrt.calib.ranges import write_ort_cache
     from hmrt.runtime.atomic import atomic_path
+    from hmrt.runtime.cache import file_sha256
 
     options = options or QuantizeOptions()
     source = load_fp32_graph(fp32_path)

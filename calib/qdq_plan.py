@@ -3,8 +3,9 @@
 Three sources decide it, none of them name guessing inside this module:
 
 * **FP32 islands**: nodes the exporter tagged from the model's own ``Fp32Module`` declaration
-  (``fp32island[<qualname>]...`` names, :mod:`hmrt.export.islands`; the same tags the FP16 graph
-  and the TensorRT builder use). Never quantized, and no Q/DQ on what they read.
+  (``fp32island[<qualname>]...`` names, read with :mod:`hmrt.runtime.graph_islands`; the same
+  tags the FP16 graph and the TensorRT builder use). Never quantized, and no Q/DQ on what they
+  read.
 * **Final regression heads**: weighted nodes (Conv/Gemm/MatMul with a constant weight) from which
   a graph output is reachable without crossing another weighted node outside the islands. In
   DaNet these are the rotation head ``regressor.pose_regressors.1`` and the camera/shape ``fc``
@@ -24,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import onnx
+
+from hmrt.runtime.graph_islands import island_of
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
@@ -48,13 +51,6 @@ LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
     ]
 }
 """``model -> [(group, regex searched in the node name)]``; the first match wins."""
-
-
-def island_of(node_name: str) -> str | None:
-    """The FP32 island a node belongs to (the exporter's tag), or None."""
-    from hmrt.export.islands import island_of as _island_of
-
-    return _island_of(node_name)
 
 
 def layer_group(model_name: str, node_name: str) -> str | None:

@@ -134,7 +134,7 @@ def percentile_threshold(hist: AbsHistogram, percentile: float) -> float:
 
 def tensors_to_calibrate(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
     """Float activations read or written by nodes of ``op_types`` outside the FP32 islands."""
-    from hmrt.calib.qdq_plan import island_of
+    from hmrt.runtime.graph_islands import island_of
 
     inferred = onnx.shape_inference.infer_shapes(model)
     g = inferred.graph
@@ -294,14 +294,3 @@ def write_ort_cache(ranges: RangeSet, target: str, path: str | os.PathLike) -> P
         data[name] = TensorData(lowest=np.array(low, np.float32), highest=np.array(t, np.float32))
     save_tensors_data(TensorsData(ort_method, data), path)
     return Path(path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (the FP32 graph a cache belongs to)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

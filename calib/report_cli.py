@@ -1,18 +1,15 @@
-"""``hmrt eval --precision-report``: flags, the markdown table, and the BENCHMARKS.md section.
+"""``hmrt eval --precision-report``: its flags, the markdown table, and the BENCHMARKS.md section.
 
-``hmrt eval`` (train/cli_eval.py) registers these flags with :func:`add_report_arguments` and
-hands over to :func:`run_report`. ``--write-benchmarks`` replaces only the subsection
+``hmrt eval`` (:mod:`hmrt.commands.eval`) registers these flags with :func:`add_report_arguments`
+and hands over to :func:`hmrt.export.precision_report.run_report`, which loads the model, exports
+its graphs and prints :func:`format_markdown`. ``--write-benchmarks`` replaces only the subsection
 ``### Precision report (DaNet-edge)`` under ``## Export and precision`` of docs/BENCHMARKS.md
-(atomically), so anyone can rerun the command and refresh the numbers.
+(atomically, :func:`replace_subsection`), so anyone can rerun the command and refresh the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import shlex
-import sys
-from pathlib import Path
 
 SECTION = "## Export and precision"
 
@@ -66,9 +63,11 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 def format_markdown(report, command: str, date: str) -> str:
     """The subsection body (without its heading)."""
-    from hmrt.calib.precision_report import TARGET_PA_DELTA_MM, TARGET_SPEEDUP, machine_text
+    from hmrt.calib.precision_report import TARGET_PA_DELTA_MM, TARGET_SPEEDUP
+    from hmrt.runtime.stats import machine_line
 
     o = report.options
+    machine = machine_line(keys=("cpu", "cores"))
     fp32 = report.row("FP32").latency
     lines = []
     if not report.final_weights:
@@ -79,7 +78,7 @@ def format_markdown(report, command: str, date: str) -> str:
             "",
         ]
     lines += [
-        f"Command: `{command}`. This machine: {machine_text()}, no GPU, shared with other jobs "
+        f"Command: `{command}`. This machine: {machine}, no GPU, shared with other jobs "
         f"(load average {report.load} at the end of the run); {date}. ONNX Runtime CPU, "
         f"{o.threads} intra-op thread(s), batch 1, {o.latency_runs} runs per graph after 5 "
         "warm-up runs, graphs timed round-robin.",
@@ -197,66 +196,3 @@ def replace_subsection(text: str, section: str, title: str, body: str) -> str:
         end -= 1
     lines[end:end] = ["", *block]
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def run_report(args: argparse.Namespace) -> int:
-    """Load the model, build the report, print it; optionally write JSON and BENCHMARKS.md."""
-    import dataclasses
-    import json
-
-    import torch
-
-    from hmrt.calib.precision_report import ReportOptions, build_report
-    from hmrt.export.model_source import load_model
-    from hmrt.runtime.atomic import write_text_atomic
-    from hmrt.runtime.errors import InputError
-
-    if args.checkpoint is None and args.model is None:
-        raise InputError("--precision-report needs --model NAME [--variant V] or --checkpoint PATH")
-    threads = args.threads if args.threads > 0 else 1
-    torch.set_num_threads(threads)
-    source = load_model(args.model, args.variant, args.checkpoint, args.random_init, body=args.body)
-    opts = ReportOptions(
-        model=source.name,
-        variant=source.variant,
-        checkpoint=args.checkpoint,
-        random_init=args.random_init,
-        body=args.body,
-        n=args.n,
-        calib_data=args.calib_data,
-        calib_n=args.calib_n,
-        method=args.method,
-        float_groups=tuple(g for g in args.float_groups.split(",") if g),
-        roi_pool=args.roi_pool,
-        threads=threads,
-        latency_runs=args.latency_runs,
-        sensitivity=args.sensitivity,
-        sensitivity_n=args.sensitivity_n,
-        progress=not args.no_progress,
-    )
-    report = build_report(source, opts)
-    date = datetime.date.today().isoformat()
-    import os
-
-    command = os.environ.get("HMRT_REPORT_COMMAND")  # set by bench/bench_precision.py
-    if not command:
-        argv = [a for a in sys.argv[1:] if a != "--no-progress"]
-        command = "hmrt " + shlex.join(argv) if argv else "hmrt eval --precision-report"
-    body = format_markdown(report, command, date)
-    title = subsection_title(source.name, source.variant)
-    print(f"{title}\n\n{body}")
-    if args.json:
-        data = {
-            "rows": [dataclasses.asdict(r) for r in report.rows],
-            "sensitivity": report.sensitivity,
-            "pa_delta_mm": {r.name: report.pa_delta(r.name) for r in report.rows},
-            "speedup": {r.name: report.speedup(r.name) for r in report.rows if r.latency},
-            "int8_kernels": report.int8_kernels,
-        }
-        write_text_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
-    if args.write_benchmarks:
-        path = Path(args.write_benchmarks)
-        text = path.read_text() if path.is_file() else "# Benchmarks and measured accuracy\n"
-        write_text_atomic(path, replace_subsection(text, SECTION, title, body))
-        print(f"updated {path} ({title})")
-    return 0

@@ -15,28 +15,12 @@ from pathlib import Path
 import numpy as np
 
 
-def _outputs(
-    model_path: Path, images: np.ndarray, threads: int, batch: int
-) -> dict[str, np.ndarray]:
-    from hmrt.calib.precision_report import ort_predictor
-
-    predict = ort_predictor(model_path, threads)
-    parts = [predict(images[i : i + batch]) for i in range(0, len(images), batch)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _pa_mpjpe_mm(joints: np.ndarray, gt: np.ndarray) -> float:
-    from hmrt.runtime import metrics as M
-
-    pred = joints.astype(np.float64)
-    return float(np.mean(M.pa_mpjpe(pred - pred[:, :1], gt)))
-
-
 def quantizable_groups(fp32_path: Path, model_name: str) -> list[str]:
     """Groups of the table that hold at least one node ORT would quantize (heads excluded)."""
     import onnx
 
-    from hmrt.calib.qdq_plan import DEFAULT_OP_TYPES, group_names, island_of, layer_group
+    from hmrt.calib.qdq_plan import DEFAULT_OP_TYPES, group_names, layer_group
+    from hmrt.runtime.graph_islands import island_of
 
     model = onnx.load(str(fp32_path), load_external_data=False)
     present = set()
@@ -52,14 +36,18 @@ def group_sensitivity(
     """Rows ``{group, nodes, only_pa_delta, only_max_dev, without_pa_delta, without_max_dev}``."""
     from tqdm import tqdm
 
-    from hmrt.calib.precision_report import max_deviation_mm
+    from hmrt.calib.precision_report import (
+        batched_outputs,
+        max_deviation_mm,
+        pa_mpjpe_mm,
+        root_relative_joints,
+    )
     from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
 
     images = np.stack([it["image"] for it in items])
-    gt = np.stack([it["joints3d"] for it in items]).astype(np.float64)
-    gt = gt - gt[:, :1]
-    ref = _outputs(fp32_path, images, opts.threads, opts.batch)
-    ref_pa = _pa_mpjpe_mm(ref["joints3d"], gt)
+    gt = root_relative_joints(items)
+    ref = batched_outputs(fp32_path, images, opts.threads, opts.batch)
+    ref_pa = pa_mpjpe_mm(ref["joints3d"], gt)
     rows = []
     groups = quantizable_groups(fp32_path, model_name)
     with tempfile.TemporaryDirectory(prefix="hmrt_sens_") as tmp:
@@ -72,8 +60,8 @@ def group_sensitivity(
                 out = Path(tmp) / f"{group}_{mode}.onnx"
                 options = QuantizeOptions(method=opts.method, **kwargs)
                 result = quantize_to_qdq(fp32_path, out, None, options, "cache", cache, False)
-                pred = _outputs(out, images, opts.threads, opts.batch)
-                row[f"{mode}_pa_delta"] = _pa_mpjpe_mm(pred["joints3d"], gt) - ref_pa
+                pred = batched_outputs(out, images, opts.threads, opts.batch)
+                row[f"{mode}_pa_delta"] = pa_mpjpe_mm(pred["joints3d"], gt) - ref_pa
                 row[f"{mode}_max_dev"] = max_deviation_mm(pred["vertices"], ref["vertices"])
                 if mode == "only":
                     row["nodes"] = len(result.quantized_nodes)

@@ -4,6 +4,7 @@ Only for building a graph *without* Q/DQ on a weakly typed TensorRT (deprecated 
 11.0, where explicit Q/DQ from ``hmrt calibrate`` is the only INT8 path; shared/research/
 tensorrt.md §1.4, §5.3). The class is made by :func:`make_entropy_calibrator` only when the
 installed TensorRT has ``IInt8EntropyCalibrator2`` (a feature test, not a version number).
+``python export/build_engine.py --int8 --int8-mode legacy`` uses it (:mod:`hmrt.export.int8_build`).
 
 Everything that is not TensorRT lives in :class:`CalibratorCore` and is tested on CPU: fixed
 shape host batches (the calibration profile's batch size), one device buffer written through a

@@ -3,7 +3,9 @@ float, TensorRT graph vs ONNX Runtime's CPU recipe; accuracy against FP32 and CP
 
 ``python bench/bench_precision.py --variants [--checkpoint P] [--roi-pool gather]`` prints the
 table (docs/PRECISION.md, "What was tried"). One calibration pass per range rule (the ranges
-are cached), every variant scored on the same synth-val frames and timed round-robin.
+are cached), every variant scored on the same synth-val frames and timed round-robin. The FP32
+graph is handed in (written by the export layer's ``variants_for_model`` in
+:mod:`hmrt.export.precision_report`), so this module never imports hmrt.export.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ VARIANTS: dict[str, QuantizeOptions] = {
 }
 
 
-def run_variants(source, n: int, calib_n: int, roi_pool: str | None, threads: int = 1,
-                 runs: int = 40, progress: bool = True) -> list[dict]:  # fmt: skip
-    """Score every variant of :data:`VARIANTS`; rows with PA-MPJPE change, max vertex deviation,
-    median latency (the TensorRT graphs timed in their ORT CPU form) and speed-up."""
+def run_variants(fp32_onnx: Path, n: int, calib_n: int, threads: int = 1, runs: int = 40,
+                 progress: bool = True) -> list[dict]:  # fmt: skip
+    """Score every variant of :data:`VARIANTS` against the FP32 graph ``fp32_onnx``; rows with
+    PA-MPJPE change, max vertex deviation, median latency (the TensorRT graphs timed in their ORT
+    CPU form) and speed-up."""
     import onnx
 
     from hmrt.calib.data import (
@@ -52,52 +55,45 @@ def run_variants(source, n: int, calib_n: int, roi_pool: str | None, threads: in
     )
     from hmrt.calib.latency import measure_latency
     from hmrt.calib.ort_cpu import uint8_activations
-    from hmrt.calib.precision_report import eval_items, max_deviation_mm, ort_predictor
+    from hmrt.calib.precision_report import (
+        batched_outputs,
+        eval_items,
+        max_deviation_mm,
+        pa_mpjpe_mm,
+        root_relative_joints,
+    )
     from hmrt.calib.qdq import quantize_to_qdq
-    from hmrt.export.onnx_export import ExportOptions, export_model
-    from hmrt.runtime import metrics as M
 
+    fp32 = Path(fp32_onnx)
+    pre = preprocessor_from_onnx(fp32)
+    crops = calibration_images(open_calibration_source("synth", calib_n, CALIB_SEED), pre,
+                               progress)  # fmt: skip
+    items = eval_items(n, pre, progress)
+    images = np.stack([it["image"] for it in items])
+    gt = root_relative_joints(items)
+    ref = batched_outputs(str(fp32), images, threads)
+    ref_pa = pa_mpjpe_mm(ref["joints3d"], gt)
     with tempfile.TemporaryDirectory(prefix="hmrt_variants_") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        export_model(source.model, fp32, source.name, source.variant,
-                     ExportOptions(roi_pool=roi_pool))  # fmt: skip
-        pre = preprocessor_from_onnx(fp32)
-        crops = calibration_images(open_calibration_source("synth", calib_n, CALIB_SEED), pre,
-                                   progress)  # fmt: skip
-        items = eval_items(n, pre, progress)
-        images = np.stack([it["image"] for it in items])
-        gt = np.stack([it["joints3d"] for it in items]).astype(np.float64)
-        gt -= gt[:, :1]
-
-        def outputs(model) -> dict[str, np.ndarray]:
-            predict = ort_predictor(model, threads)
-            parts = [predict(images[i : i + 16]) for i in range(0, len(images), 16)]
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-        def pa(out) -> float:
-            j = out["joints3d"].astype(np.float64)
-            return float(np.mean(M.pa_mpjpe(j - j[:, :1], gt)))
-
-        ref = outputs(str(fp32))
         rows, timed = [], {"FP32": str(fp32)}
         for name, options in VARIANTS.items():
             path = Path(tmp) / f"v{len(rows)}.onnx"
             cache = Path(tmp) / f"ranges_{options.method}.json"
             quantize_to_qdq(fp32, path, crops, replace(options), "synth", cache, False)
             model = onnx.load(str(path))
-            out = outputs(model)
+            out = batched_outputs(model, images, threads)
             if options.target == "tensorrt":
                 model, _ = uint8_activations(model)
             timed[name] = model
             dev = max_deviation_mm(out["vertices"], ref["vertices"])
-            rows.append({"variant": name, "pa_delta": pa(out) - pa(ref), "max_dev": dev})
+            delta = pa_mpjpe_mm(out["joints3d"], gt) - ref_pa
+            rows.append({"variant": name, "pa_delta": delta, "max_dev": dev})
         latency = measure_latency(timed, images[:1], threads, runs)
-        for row in rows:
-            lat = latency[row["variant"]]
-            row["median_ms"] = lat.median_ms
-            row["speedup"] = latency["FP32"].median_ms / lat.median_ms
-        rows.insert(0, {"variant": "FP32", "pa_delta": 0.0, "max_dev": 0.0,
-                        "median_ms": latency["FP32"].median_ms, "speedup": 1.0})  # fmt: skip
+    for row in rows:
+        lat = latency[row["variant"]]
+        row["median_ms"] = lat.median_ms
+        row["speedup"] = latency["FP32"].median_ms / lat.median_ms
+    rows.insert(0, {"variant": "FP32", "pa_delta": 0.0, "max_dev": 0.0,
+                    "median_ms": latency["FP32"].median_ms, "speedup": 1.0})  # fmt: skip
     return rows
 
 

@@ -4,9 +4,12 @@
 ``hmrt build-engine ...`` share this parser. Steps: export (or take) the ONNX, audit it for the
 target TensorRT, pick the precision plan (:mod:`hmrt.export.precision_plan`), then build with the
 installed TensorRT (:mod:`hmrt.export.trt_build`) and write ``<name>.engine`` and
-``<name>.engine.json`` atomically. Without TensorRT it stops after the ONNX with one line and
-exit code 2. Run as a script, ``export/`` is ``sys.path[0]``: imports here are absolute
-(``hmrt.export...``) and no module in export/ is named like a top-level package.
+``<name>.engine.json`` atomically. ``--int8`` builds from a Q/DQ graph (``--int8-mode qdq``,
+the default) or calibrates the FP32 graph with TensorRT's legacy entropy calibrator
+(``--int8-mode legacy``, TensorRT 8.6/10; :mod:`hmrt.export.int8_build`). Without TensorRT it
+stops after the ONNX with one line and exit code 2. Run as a script, ``export/`` is
+``sys.path[0]``: imports here are absolute (``hmrt.export...``) and no module in export/ is
+named like a top-level package.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FP16 engine (TRT 11: FP16 graph; 8.6/10: FP16 flag + FP32 islands)",
     )
     prec.add_argument(
-        "--int8", action="store_true", help="INT8 engine from a Q/DQ ONNX (see hmrt calibrate)"
+        "--int8",
+        action="store_true",
+        help="INT8 engine: from a Q/DQ ONNX (see hmrt calibrate), or --int8-mode legacy",
     )
-    from hmrt.calib.cli import add_calibration_arguments  # --calib-data/-n/-method (argparse only)
+    from hmrt.export.int8_build import add_int8_arguments  # argparse only
 
-    add_calibration_arguments(parser, prefix="calib-")
+    add_int8_arguments(parser)
     parser.add_argument(
         "--batch",
         default="1:1:8",
@@ -117,7 +122,13 @@ def _names(args: argparse.Namespace, precision: str) -> tuple[Path, Path, str]:
     return engine, onnx_path, base
 
 
-def _build_command(args: argparse.Namespace, onnx_path: Path, engine: Path, precision: str) -> str:
+def _build_command(
+    args: argparse.Namespace,
+    onnx_path: Path,
+    engine: Path,
+    precision: str,
+    calib_cache: Path | None = None,
+) -> str:
     cmd = [
         "python",
         "export/build_engine.py",
@@ -132,6 +143,8 @@ def _build_command(args: argparse.Namespace, onnx_path: Path, engine: Path, prec
     ]
     if precision != "fp32":
         cmd.append(f"--{precision}")
+    if calib_cache is not None:  # the rebuild reads the cache instead of calibrating again
+        cmd += ["--int8-mode", "legacy", "--calib-cache", str(calib_cache)]
     if args.version_compatible:
         cmd.append("--version-compatible")
     if args.dla is not None:
@@ -141,13 +154,22 @@ def _build_command(args: argparse.Namespace, onnx_path: Path, engine: Path, prec
     return shlex.join(cmd)
 
 
-def prepare_onnx(args: argparse.Namespace, target: str, precision: str, onnx_path: Path):
+def prepare_onnx(
+    args: argparse.Namespace, target: str, precision: str, onnx_path: Path, int8_mode: str = "qdq"
+):
     """Export the model (or load ``--onnx``) and audit it; returns the loaded ModelProto."""
     import onnx
 
     from hmrt.export.audit import audit_model
+    from hmrt.export.int8_build import (
+        check_int8_for_tensorrt,
+        check_no_qdq,
+        int8_graph_for_build,
+    )
     from hmrt.export.precision_plan import INT8_NEEDS_QDQ, has_qdq
     from hmrt.runtime.errors import InputError
+
+    legacy = precision == "int8" and int8_mode == "legacy"
 
     if args.onnx is not None:
         if args.checkpoint is not None or args.model is not None:
@@ -161,20 +183,17 @@ def prepare_onnx(args: argparse.Namespace, target: str, precision: str, onnx_pat
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{args.onnx}: not a valid ONNX model ({first})") from exc
         audit_model(model, target, str(args.onnx))
+        if legacy:  # TensorRT calibrates the FP32 graph itself
+            check_no_qdq(model, args.onnx)
+            return model
         if precision == "int8" and not has_qdq(model):
             if args.calib_data is None:  # an FP32 --onnx is calibrated only when asked to
                 raise InputError(f"{args.onnx}: {INT8_NEEDS_QDQ}")
-            from hmrt.calib.cli import int8_graph_for_build
-
             return int8_graph_for_build(args, args.onnx, target)
         if precision == "int8":
-            from hmrt.calib.cli import check_int8_for_tensorrt
-
             check_int8_for_tensorrt(model, args.onnx)
         return model
-    if precision == "int8":  # export FP32, calibrate the Q/DQ graph (hmrt.calib)
-        from hmrt.calib.cli import int8_graph_for_build
-
+    if precision == "int8" and not legacy:  # export FP32, calibrate the Q/DQ graph (hmrt.calib)
         return int8_graph_for_build(args, None, target, onnx_path)
     from hmrt.export.cli_export import export_from_args
 
@@ -189,38 +208,53 @@ def prepare_onnx(args: argparse.Namespace, target: str, precision: str, onnx_pat
 def run(args: argparse.Namespace) -> int:
     """Export/audit the ONNX, then build and write the engine and its sidecar."""
     from hmrt.export.batch_profile import check_against_graph, parse_batch_profile
+    from hmrt.export.int8_build import check_legacy_available, int8_mode
     from hmrt.export.trt_api import TensorRTMissingError, import_tensorrt
     from hmrt.runtime.errors import MissingDependencyError
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    mode = int8_mode(args)
     batch = parse_batch_profile(args.batch)
     try:
         trt = import_tensorrt()
     except MissingDependencyError:
         trt = None
     target = args.trt_version or _installed_target(trt) or "10"
+    if precision == "int8" and mode == "legacy":
+        check_legacy_available(trt, target)  # before any export or calibration
     engine, onnx_path, _ = _names(args, precision)
-    model = prepare_onnx(args, target, precision, onnx_path)
+    model = prepare_onnx(args, target, precision, onnx_path, mode)
     onnx_path = getattr(args, "int8_onnx", None) or onnx_path  # set when --int8 calibrated one
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     check_against_graph(batch, dim0.dim_value or None)
     if trt is None:
         raise TensorRTMissingError(str(onnx_path), target)
-    return build_and_write(trt, args, model, onnx_path, engine, precision, batch)
+    return build_and_write(trt, args, model, onnx_path, engine, precision, batch, mode)
 
 
-def build_and_write(trt, args, model, onnx_path: Path, engine: Path, precision: str, batch) -> int:
+def build_and_write(
+    trt, args, model, onnx_path: Path, engine: Path, precision: str, batch, int8_mode: str = "qdq"
+) -> int:
     """Plan, build and write engine + sidecar (TensorRT present)."""
+    from hmrt.export.int8_build import calib_cache_path, legacy_calibrator
     from hmrt.export.precision_plan import features_of, plan_precision
     from hmrt.export.sidecar import make_sidecar, write_sidecar
     from hmrt.export.trt_build import BuildSettings, build_plan, gpu_info
     from hmrt.runtime.atomic import atomic_path
 
-    plan = plan_precision(model, precision, features_of(trt))
+    plan = plan_precision(model, precision, features_of(trt), int8_mode)
     settings = BuildSettings(
         args.workspace, args.timing_cache, args.dla, args.version_compatible, args.hardware_compat
     )
-    outcome = build_plan(trt, onnx_path, plan, batch, settings)
+    calibrator, cache = None, None
+    if plan.int8_calibration:
+        cache = calib_cache_path(args, engine)
+        calibrator = legacy_calibrator(trt, args, onnx_path, batch.opt, cache)
+    try:
+        outcome = build_plan(trt, onnx_path, plan, batch, settings, calibrator)
+    finally:
+        if calibrator is not None:
+            calibrator.core.release()  # the device buffer of the last batch
     meta = {p.key: p.value for p in model.metadata_props}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     with atomic_path(engine) as tmp:
@@ -240,13 +274,15 @@ def build_and_write(trt, args, model, onnx_path: Path, engine: Path, precision: 
             hardware_compatibility_level=args.hardware_compat,
             gpu=gpu_info(),
             dla_core=args.dla,
-            build_command=_build_command(args, onnx_path, engine, precision),
+            build_command=_build_command(args, onnx_path, engine, precision, cache),
         )
         write_sidecar(engine, data)
     print(
         f"wrote {engine} and {engine.name}.json (TensorRT {trt.__version__}, {precision}, "
         f"{'strongly' if plan.strongly_typed else 'weakly'} typed, "
-        f"{outcome.fp32_layers} layers pinned FP32)"
+        f"{outcome.fp32_layers} layers pinned FP32"
+        + (f"; calibration cache {cache}" if cache is not None else "")
+        + ")"
     )
     return 0
 

@@ -15,8 +15,6 @@ Neither is a TensorRT FP16 engine; rerun ``build_engine`` + the trt tests on a G
 
 from __future__ import annotations
 
-import argparse
-import platform
 import tempfile
 from pathlib import Path
 
@@ -53,18 +51,13 @@ def fp16_report(model, name: str, variant: str, crops: int = 16, batch: int = 4)
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: print the report as a small table."""
-    from hmrt.export.cli_export import add_model_arguments
-    from hmrt.export.model_source import load_model
+    from hmrt.export.parity import model_from_argv
+    from hmrt.runtime.stats import machine_line
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(ap)
-    ap.add_argument("--crops", type=int, default=16)
-    ap.add_argument("--body", default=None, help="body model npz (default: the bundled one)")
-    args = ap.parse_args(argv)
-    src = load_model(args.model, args.variant, args.checkpoint, args.random_init, body=args.body)
+    src, args = model_from_argv(__doc__.splitlines()[0], argv)
     row = fp16_report(src.model, src.name, src.variant, args.crops)
     print(f"# {src.name}/{src.variant} weights={src.weights} crops={row['crops']} n={row['n']}")
-    print(f"# machine: {platform.machine()} {platform.processor() or ''} CPU, ONNX Runtime CPU")
+    print(f"# machine: {machine_line()} (ONNX Runtime CPU)")
     print(
         "| estimate | max vertex error vs FP32 (m) | PA-MPJPE vs FP32 (mm) | PA-MPJPE change (mm) |"
     )

@@ -7,28 +7,23 @@ vanish, reused modules get ``_1`` suffixes), so instead of guessing from names t
 brackets each island's forward with marker ops during export, walks the graph between the
 markers, and renames the nodes inside to ``fp32island[<qualname>]<original name>``.
 TensorRT names its layers after ONNX nodes, so the engine builder pins exactly these layers,
-and the FP16 graph writer keeps exactly these nodes in float32.
+and the FP16 graph writer keeps exactly these nodes in float32. The naming itself (reading a
+tag back) is the graph contract in :mod:`hmrt.runtime.graph_islands`; this module is the
+torch-side marking and tagging.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 
 import onnx
 import torch
 from torch import nn
 
+from hmrt.runtime.graph_islands import island_name, island_of
+
 MARK_DOMAIN = "hmrt_mark"
-ISLAND_PREFIX = "fp32island["
-_ISLAND_RE = re.compile(r"^fp32island\[([^\]]+)\]")
-
-
-def island_of(node_name: str) -> str | None:
-    """The island qualname encoded in a node (or TensorRT layer) name, or None."""
-    m = _ISLAND_RE.match(node_name)
-    return m.group(1) if m else None
 
 
 def declared_islands(model: nn.Module) -> list[str]:
@@ -121,7 +116,7 @@ def tag_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
                     continue
                 raise RuntimeError(f"FP32 island {name} crosses marker {src_tag}")
             if island_of(src.name) is None:
-                src.name = f"{ISLAND_PREFIX}{name}]{src.name}"
+                src.name = island_name(name, src.name)
                 members.append(src.name)
             stack.extend(src.input)
     for node in graph.node:
@@ -132,13 +127,3 @@ def tag_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
     del model.opset_import[:]
     model.opset_import.extend(keep)
     return found
-
-
-def island_nodes(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """``{island qualname: [node names]}`` of an already tagged graph."""
-    out: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        name = island_of(node.name)
-        if name is not None:
-            out.setdefault(name, []).append(node.name)
-    return out

@@ -248,6 +248,6 @@ def export_model(
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(graph, str(tmp))
-    from hmrt.export.islands import island_nodes
+    from hmrt.runtime.graph_islands import island_nodes
 
     return ExportResult(out, meta, island_nodes(graph), names, found.warnings, report.swapped)

@@ -101,19 +101,26 @@ def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> 
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hmrt.export.parity --model danet --variant edge --random-init``."""
+def model_from_argv(description: str, argv: list[str] | None = None):
+    """The model flags plus ``--crops`` / ``--body`` of the parity and FP16 reports, parsed and
+    loaded; returns ``(ModelSource, args)``."""
     import argparse
 
     from hmrt.export.cli_export import add_model_arguments
     from hmrt.export.model_source import load_model
 
-    ap = argparse.ArgumentParser(description="ONNX Runtime vs PyTorch parity table")
+    ap = argparse.ArgumentParser(description=description)
     add_model_arguments(ap)
     ap.add_argument("--crops", type=int, default=16)
     ap.add_argument("--body", default=None, help="body model npz (default: the bundled one)")
     args = ap.parse_args(argv)
     src = load_model(args.model, args.variant, args.checkpoint, args.random_init, body=args.body)
+    return src, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hmrt.export.parity --model danet --variant edge --random-init``."""
+    src, args = model_from_argv("ONNX Runtime vs PyTorch parity table", argv)
     rows = parity_table(src.model, src.name, src.variant, args.crops)
     print(f"# {src.name}/{src.variant} weights={src.weights} crops={rows[0]['crops']}")
     print("| roi_pool | batch | vertices (m) | joints3d (m) | joints2d (px) | rotmats |")

@@ -1,7 +1,7 @@
 """Which precision mode a build uses and which layers it pins to FP32, decided without TensorRT.
 
 Inputs: the ONNX graph (its dtypes, Q/DQ nodes and FP32-island node names, see
-:mod:`hmrt.export.islands`) and :class:`TrtFeatures` (what the installed TensorRT offers,
+:mod:`hmrt.runtime.graph_islands`) and :class:`TrtFeatures` (what the installed TensorRT offers,
 found with ``hasattr``). Policy (shared/research/tensorrt.md §1.3, §4, §9):
 
 * TensorRT 11 (no ``BuilderFlag.FP16``): always strongly typed; FP16 comes from the FP16 graph
@@ -9,6 +9,10 @@ found with ``hasattr``). Policy (shared/research/tensorrt.md §1.3, §4, §9):
 * TensorRT 8.6 / 10.x with an FP32 graph: weakly typed, ``FP16`` flag, every FP32-island layer
   pinned (``layer.precision`` + ``set_output_type``) and ``OBEY_PRECISION_CONSTRAINTS``.
 * TensorRT 10.x with an FP16 or Q/DQ graph: strongly typed (never FP16/INT8 flags with it).
+* Legacy INT8 (``int8_mode="legacy"``, TensorRT 8.6/10 only): the FP32 graph without Q/DQ,
+  weakly typed, ``INT8`` + ``FP16`` flags, FP32 islands pinned with
+  ``OBEY_PRECISION_CONSTRAINTS``, and an entropy calibrator on the builder config. A graph with
+  Q/DQ nodes is refused (explicit quantization wins); TensorRT 11 has no calibrator.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 import onnx
 from onnx import TensorProto
 
-from hmrt.export.islands import island_nodes, island_of
 from hmrt.runtime.errors import InputError
+from hmrt.runtime.graph_islands import island_nodes, island_of
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 INT8_NEEDS_QDQ = (
@@ -40,11 +44,17 @@ class TrtFeatures:
     int8_flag: bool  # BuilderFlag.INT8 (gone in 11)
     obey_flag: bool  # BuilderFlag.OBEY_PRECISION_CONSTRAINTS (gone in 11)
     layer_precision: bool  # ILayer.precision / set_output_type (gone in 11)
+    int8_calibrator: bool = False  # IInt8EntropyCalibrator2 (deprecated in 10.1, gone in 11)
 
     @property
     def weak_typing(self) -> bool:
         """Can this TensorRT build weakly typed FP16 networks with pinned layers?"""
         return self.fp16_flag and self.obey_flag and self.layer_precision
+
+    @property
+    def implicit_int8(self) -> bool:
+        """Can this TensorRT calibrate INT8 itself (legacy, weakly typed INT8 builds)?"""
+        return self.weak_typing and self.int8_flag and self.int8_calibrator
 
 
 def features_of(trt: Any) -> TrtFeatures:
@@ -61,6 +71,7 @@ def features_of(trt: Any) -> TrtFeatures:
         int8_flag=hasattr(flags, "INT8"),
         obey_flag=hasattr(flags, "OBEY_PRECISION_CONSTRAINTS"),
         layer_precision=hasattr(layer, "precision") and hasattr(layer, "set_output_type"),
+        int8_calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
     )
 
 
@@ -74,6 +85,7 @@ class PrecisionPlan:
     builder_flags: list[str] = field(default_factory=list)
     pinned_nodes: list[str] = field(default_factory=list)  # ONNX node names to pin to FP32
     islands: dict[str, list[str]] = field(default_factory=dict)
+    int8_calibration: bool = False  # legacy INT8: the builder needs a calibrator
 
     def pins(self, layer_name: str) -> bool:
         """Should the TensorRT layer ``layer_name`` be pinned to FP32?
@@ -116,10 +128,15 @@ def float_island_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def plan_precision(model: onnx.ModelProto, precision: str, feats: TrtFeatures) -> PrecisionPlan:
-    """Decide flags and pins for ``precision`` (fp32|fp16|int8) on TensorRT ``feats``."""
+def plan_precision(
+    model: onnx.ModelProto, precision: str, feats: TrtFeatures, int8_mode: str = "qdq"
+) -> PrecisionPlan:
+    """Decide flags and pins for ``precision`` (fp32|fp16|int8) on TensorRT ``feats``;
+    ``int8_mode``: ``qdq`` (explicit, from Q/DQ nodes) or ``legacy`` (implicit, calibrated)."""
     if precision not in ("fp32", "fp16", "int8"):
         raise InputError(f"precision {precision!r}: use fp32, fp16 or int8")
+    if precision == "int8" and int8_mode == "legacy":
+        return legacy_int8_plan(model, feats)
     fp16_graph = TensorProto.FLOAT16 in graph_float_types(model)
     qdq = has_qdq(model)
     islands = island_nodes(model)
@@ -159,3 +176,31 @@ def plan_precision(model: onnx.ModelProto, precision: str, feats: TrtFeatures) -
     if precision != "fp32":
         plan.pinned_nodes = float_island_nodes(model)
     return plan
+
+
+def legacy_int8_plan(model: onnx.ModelProto, feats: TrtFeatures) -> PrecisionPlan:
+    """Implicit INT8: weakly typed, INT8 + FP16 flags, FP32 islands pinned, a calibrator."""
+    version = ".".join(map(str, feats.version))
+    if has_qdq(model):
+        raise InputError(
+            "this ONNX already has Q/DQ nodes (explicit quantization), which take precedence "
+            "over a calibrator: build it with --int8-mode qdq"
+        )
+    if TensorProto.FLOAT16 in graph_float_types(model):
+        raise InputError("legacy INT8 calibrates the FP32 graph; this ONNX is an FP16 graph")
+    if not feats.implicit_int8:
+        raise InputError(
+            f"TensorRT {version} has no implicit INT8 calibration (IInt8EntropyCalibrator2 and "
+            "the INT8 builder flag were removed in TensorRT 11); build from a Q/DQ graph with "
+            "--int8-mode qdq"
+        )
+    net = ["EXPLICIT_BATCH"] if feats.explicit_batch_flag and feats.version < (10,) else []
+    return PrecisionPlan(
+        "int8",
+        False,
+        network_flags=net,
+        builder_flags=["INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"],
+        pinned_nodes=float_island_nodes(model),
+        islands=island_nodes(model),
+        int8_calibration=True,
+    )

@@ -33,10 +33,11 @@ created                         UTC build time, ISO 8601
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from hmrt.runtime.cache import file_sha256
 
 SCHEMA = "hmrt-engine-sidecar/1"
 REQUIRED_KEYS = (
@@ -68,15 +69,6 @@ def sidecar_path(engine: str | Path) -> Path:
     """``x.engine`` -> ``x.engine.json``."""
     engine = Path(engine)
     return engine.with_name(engine.name + ".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_sidecar(
@@ -119,7 +111,7 @@ def make_sidecar(
         "fp32_layers": int(fp32_layers),
         "profiles": profiles,
         "onnx_path": str(rel),
-        "onnx_sha256": sha256_file(onnx_path),
+        "onnx_sha256": file_sha256(onnx_path),
         "opset": int(opset),
         "metadata": dict(metadata),
         "hmrt_version": __version__,

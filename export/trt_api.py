@@ -123,6 +123,10 @@ API_NAMES: tuple[ApiName, ...] = (
     _n("IBuilderConfig.default_device_type"),
     _n("IBuilderConfig.DLA_core"),
     _n("IBuilderConfig.hardware_compatibility_level", guarded=True),
+    # legacy implicit INT8 (TensorRT 8.6 / 10 only: export/int8_build.py, calib/trt_calibrator.py)
+    _n("IInt8EntropyCalibrator2", guarded=True, gone=True),
+    _n("IBuilderConfig.int8_calibrator", guarded=True, gone=True),
+    _n("IBuilderConfig.set_calibration_profile", guarded=True, gone=True),
 )
 
 

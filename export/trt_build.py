@@ -145,10 +145,35 @@ def save_timing_cache(config: Any, path: Path | None) -> None:
     write_bytes_atomic(path, bytes(config.get_timing_cache().serialize()))
 
 
+def attach_legacy_calibrator(trt: Any, config: Any, calibrator: Any, profile: Any) -> None:
+    """Legacy INT8: the entropy calibrator on the config, calibrating at ``profile``'s shapes.
+
+    Feature-tested on the config itself (``int8_calibrator`` is gone in TensorRT 11).
+    """
+    if not hasattr(config, "int8_calibrator"):
+        raise EngineBuildError(
+            f"TensorRT {trt.__version__} has no IBuilderConfig.int8_calibrator (implicit INT8 "
+            "was removed in 11); build from a Q/DQ graph with --int8-mode qdq"
+        )
+    from hmrt.calib.trt_calibrator import attach_calibrator
+
+    attach_calibrator(trt, config, calibrator, profile)
+
+
 def build_plan(
-    trt: Any, onnx_path: Path, plan: PrecisionPlan, batch: BatchProfile, settings: BuildSettings
+    trt: Any,
+    onnx_path: Path,
+    plan: PrecisionPlan,
+    batch: BatchProfile,
+    settings: BuildSettings,
+    calibrator: Any = None,
 ) -> BuildOutcome:
-    """Parse, configure, add the optimization profile, build; return the serialized plan."""
+    """Parse, configure, add the optimization profile, build; return the serialized plan.
+
+    ``calibrator``: the legacy INT8 calibrator, required when ``plan.int8_calibration``.
+    """
+    if plan.int8_calibration and calibrator is None:
+        raise ValueError("a legacy INT8 plan needs a calibrator")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, plan.network_flags))
@@ -165,6 +190,8 @@ def build_plan(
         profile.set_shape(tensor.name, lo, opt, hi)
         profiles.append({"input": tensor.name, "min": list(lo), "opt": list(opt), "max": list(hi)})
     config.add_optimization_profile(profile)
+    if plan.int8_calibration:
+        attach_legacy_calibrator(trt, config, calibrator, profile)
     load_timing_cache(config, settings.timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

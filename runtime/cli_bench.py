@@ -6,13 +6,16 @@
 Decodes a real video (``--source``, else a generated 640x480 clip), then preprocess, inference,
 postprocess, smoothing and (with ``--render``) the mesh overlay, one frame after another;
 warm-up frames are excluded. Prints the machine, the table, the FPS and the share of pre- and
-postprocessing. Without ``--model`` it uses the demo's model (see ``hmrt demo``).
+postprocessing. Without ``--model`` it uses the demo's model (see ``hmrt demo``): the command
+module :mod:`hmrt.commands.bench` passes the demo's :func:`~hmrt.commands.demo.default_model`
+in, since exporting it on first use is not the runtime's job.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from hmrt.runtime.cli_run import SMOOTH_CHOICES, add_model_arguments
@@ -50,15 +53,20 @@ def format_report(result, machine: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the model, benchmark, print (and optionally save) the report."""
+def run(args: argparse.Namespace, default_model: Callable[[], Path] | None = None) -> int:
+    """Load the model, benchmark, print (and optionally save) the report.
+
+    ``default_model`` gives the model when ``--model`` is absent (the demo's cached ONNX).
+    """
     from hmrt.runtime.atomic import write_text_atomic
     from hmrt.runtime.benchmark import run_benchmark
-    from hmrt.runtime.cli_demo import default_model
     from hmrt.runtime.cli_run import load_reconstructor, print_backend
+    from hmrt.runtime.errors import InputError
     from hmrt.runtime.stats import machine_description
 
     if args.model is None:
+        if default_model is None:
+            raise InputError("hmrt bench needs --model MODEL.onnx|MODEL.engine")
         args.model = str(default_model())
     # One inference per frame, as in steady-state tracking: the second pass that refines a
     # whole-frame re-acquisition would make the numbers depend on the model's accuracy.

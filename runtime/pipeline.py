@@ -127,6 +127,19 @@ class Pipeline:
         self._stop.set()
 
     # -- threads -----------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        """A stage thread failed: keep the error for the caller and stop every stage."""
+        self._errors.append(exc)
+        self._stop.set()
+
+    def _put_end(self, q: queue.Queue) -> int:
+        """Close a stage's output queue with the end marker; returns the items dropped for it
+        (live sources drop the oldest rather than wait, files wait unless stopped)."""
+        if self.live:
+            return _put_latest(q, _END)
+        _put(q, _END, self._stop)
+        return 0
+
     def _capture(self) -> None:
         try:
             for frame in self.source:
@@ -140,13 +153,9 @@ class Pipeline:
                 elif not _put(self._frames_q, frame, self._stop):
                     break
         except BaseException as exc:
-            self._errors.append(exc)
-            self._stop.set()
+            self._fail(exc)
         finally:
-            if self.live:
-                self.report.capture_dropped += _put_latest(self._frames_q, _END)
-            else:
-                _put(self._frames_q, _END, self._stop)
+            self.report.capture_dropped += self._put_end(self._frames_q)
 
     def _infer(self) -> None:
         done: deque[float] = deque(maxlen=30)
@@ -177,13 +186,9 @@ class Pipeline:
                 elif not _put(self._render_q, item, self._stop):
                     break
         except BaseException as exc:
-            self._errors.append(exc)
-            self._stop.set()
+            self._fail(exc)
         finally:
-            if self.live:
-                self.report.render_dropped += _put_latest(self._render_q, _END)
-            else:
-                _put(self._render_q, _END, self._stop)
+            self.report.render_dropped += self._put_end(self._render_q)
 
     def _render_loop(self, bar) -> None:
         while True:

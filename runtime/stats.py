@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,23 @@ def machine_text(info: dict[str, str] | None = None) -> str:
     """One line per machine fact, for the top of a benchmark table."""
     info = info or machine_description()
     return "\n".join(f"{k:<14}{v}" for k, v in info.items())
+
+
+_LINE_FORMAT = {
+    "cores": "{} logical CPUs",
+    "python": "Python {}",
+    "numpy": "numpy {}",
+    "opencv": "OpenCV {}",
+    "onnxruntime": "ONNX Runtime {}",
+    "ort_providers": "providers {}",
+    "gpu": "GPU {}",
+    "loadavg_1m": "load average {} (1 min)",
+}
+
+
+def machine_line(info: dict[str, str] | None = None, keys: Iterable[str] | None = None) -> str:
+    """The machine on one line (``CPU model, 2 logical CPUs, Linux ..., Python ...``): the
+    machine line of every benchmark table and report; ``keys`` picks facts (default: all)."""
+    info = info or machine_description()
+    wanted = list(info) if keys is None else [k for k in keys if k in info]
+    return ", ".join(_LINE_FORMAT.get(k, "{}").format(info[k]) for k in wanted)

@@ -1,5 +1,6 @@
 """Engine builder pieces that run without TensorRT: arguments, precision plan, sidecar, the
-missing-TensorRT path, and the TensorRT API names checked against the lean 11.x wheel."""
+missing-TensorRT path, the TensorRT API names checked against the lean 11.x wheel, and the
+legacy INT8 mode (plan, flags, calibration data and cache) up to the TensorRT calls."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 TRT86 = TrtFeatures((8, 6, 1), True, False, True, True, True, True)
 TRT10 = TrtFeatures((10, 3, 0), True, True, True, True, True, True)
 TRT11 = TrtFeatures((11, 4, 0), False, True, False, False, False, False)
+# The same TensorRT versions with their implicit INT8 calibrator (IInt8EntropyCalibrator2).
+TRT86_CAL = TrtFeatures((8, 6, 1), True, False, True, True, True, True, True)
+TRT10_CAL = TrtFeatures((10, 3, 0), True, True, True, True, True, True, True)
 
 
 @pytest.fixture(scope="module")
@@ -123,19 +127,24 @@ def _build_engine(*args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_missing_tensorrt_stops_after_the_onnx(onnx_files, tmp_path):
+# Legacy INT8 stops before calibrating: the bad --calib-data is never opened.
+LEGACY = ("--int8", "--int8-mode", "legacy", "--calib-data", "/no/such/dir")
+
+
+@pytest.mark.parametrize("precision", [("--fp16",), LEGACY], ids=["fp16", "int8-legacy"])
+def test_missing_tensorrt_stops_after_the_onnx(onnx_files, tmp_path, precision):
     if "tensorrt" in sys.modules or _has_full_tensorrt():
         pytest.skip("full TensorRT installed")
     src = tmp_path / "in.onnx"
     src.write_bytes(onnx_files["fp32"].path.read_bytes())
     out = tmp_path / "engines"
-    proc = _build_engine("--onnx", str(src), "--fp16", "--out", str(out))
+    proc = _build_engine("--onnx", str(src), *precision, "--out", str(out))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "TensorRT is not installed" in lines[0] and "pip install tensorrt" in lines[0]
     assert str(src) in lines[0]
-    assert not out.exists() or not list(out.glob("*.engine*"))
+    assert not out.exists() or not list(out.iterdir())  # no engine, sidecar or cache
 
 
 def test_int8_without_qdq_fails_clearly(onnx_files, tmp_path):
@@ -201,9 +210,169 @@ def test_builder_code_uses_only_listed_names():
     from hmrt.export.trt_api import names_by_path
 
     listed = set(names_by_path())
-    text = "".join((REPO / "export" / f).read_text() for f in ("trt_build.py", "build_engine.py"))
+    files = ("trt_build.py", "build_engine.py", "int8_build.py")
+    text = "".join((REPO / "export" / f).read_text() for f in files)
     used = set(re.findall(r"\btrt\.([A-Za-z_][A-Za-z0-9_.]*)", text))
     unlisted = {
         u for u in used if u not in listed and not any(p.startswith(u + ".") for p in listed)
     }
     assert unlisted == set()
+
+
+# -- legacy implicit INT8 (--int8-mode legacy) ------------------------------------------------
+def _with_qdq(src: Path, dst: Path) -> Path:
+    """``src`` with a QuantizeLinear/DequantizeLinear pair on its input (explicit quantization)."""
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    g.initializer.extend(
+        [helper.make_tensor("qs", TensorProto.FLOAT, [], [0.05]),
+         helper.make_tensor("qz", TensorProto.INT8, [], [0])]
+    )  # fmt: skip
+    first = g.input[0].name
+    for node in g.node:
+        node.input[:] = ["image_dq" if i == first else i for i in node.input]
+    q = helper.make_node("QuantizeLinear", [first, "qs", "qz"], ["image_q"], name="in_q")
+    dq = helper.make_node("DequantizeLinear", ["image_q", "qs", "qz"], ["image_dq"], name="in_dq")
+    g.node.insert(0, dq)
+    g.node.insert(0, q)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_legacy_int8_plan_calibrates_the_fp32_graph_with_islands_pinned(onnx_files, tmp_path):
+    graph = onnx.load(str(onnx_files["fp32"].path))
+    fp16_pins = plan_precision(graph, "fp16", TRT10).pinned_nodes
+    for feats in (TRT86_CAL, TRT10_CAL):
+        plan = plan_precision(graph, "int8", feats, int8_mode="legacy")
+        assert not plan.strongly_typed and plan.int8_calibration
+        assert plan.builder_flags == ["INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"]
+        assert plan.network_flags == (["EXPLICIT_BATCH"] if feats is TRT86_CAL else [])
+        assert plan.pinned_nodes == fp16_pins and len(plan.pinned_nodes) > 10
+        ops = {n.op_type for n in graph.graph.node if n.name in plan.pinned_nodes}
+        assert {"Softmax", "MatMul", "GridSample"} <= ops and "Conv" not in ops
+    # The Q/DQ path is unchanged: a graph without Q/DQ still needs one.
+    with pytest.raises(InputError, match="INT8 needs a Q/DQ graph"):
+        plan_precision(graph, "int8", TRT10_CAL)
+    # No calibrator (TensorRT 11, or a 10.x build without the class): one line naming qdq.
+    for feats in (TRT11, TRT10):
+        with pytest.raises(InputError, match="--int8-mode qdq") as err:
+            plan_precision(graph, "int8", feats, int8_mode="legacy")
+        assert "\n" not in str(err.value)
+    # Explicit quantization wins over a calibrator.
+    qdq = onnx.load(str(_with_qdq(onnx_files["fp32"].path, tmp_path / "qdq.onnx")))
+    with pytest.raises(InputError, match="already has Q/DQ nodes"):
+        plan_precision(qdq, "int8", TRT10_CAL, int8_mode="legacy")
+    fp16 = onnx.load(str(onnx_files["fp16"].path))
+    with pytest.raises(InputError, match="FP16 graph"):
+        plan_precision(fp16, "int8", TRT10_CAL, int8_mode="legacy")
+
+
+def _build_engine_here(capsys, *args: str) -> tuple[int, list[str]]:
+    """``hmrt build-engine`` in this process: (exit code, stderr lines)."""
+    from hmrt.cli import main
+
+    code = main(["build-engine", *args])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_int8_mode_argument_errors(onnx_files, tmp_path, capsys):
+    src = str(onnx_files["fp32"].path)
+    out = tmp_path / "engines"
+    cases = [
+        (["--int8-mode", "legacy"], "--int8-mode applies to INT8 builds only: add --int8"),
+        (["--fp16", "--calib-cache", "c"], "--calib-cache applies to INT8 builds only"),
+        (["--int8", "--calib-cache", "c"], "add --int8-mode legacy"),
+        (["--int8", "--int8-mode", "legacy", "--calib-method", "minmax"], "entropy calibrator"),
+        # No TensorRT 11 has a calibrator: refused before anything is exported or calibrated.
+        (["--int8", "--int8-mode", "legacy", "--trt-version", "11"], "--int8-mode qdq"),
+    ]
+    for extra, fragment in cases:
+        code, err = _build_engine_here(capsys, "--onnx", src, "--out", str(out), *extra)
+        assert code == 2 and len(err) == 1 and fragment in err[0], (extra, err)
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
+        _build_engine_here(capsys, "--onnx", src, "--int8", "--int8-mode", "nope")
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    help_text = subprocess.run(
+        [sys.executable, "export/build_engine.py", "--help"], capture_output=True, text=True,
+        cwd=REPO,
+    ).stdout  # fmt: skip
+    assert "--int8-mode {qdq,legacy}" in help_text and "--calib-cache FILE" in help_text
+
+
+def test_legacy_refuses_a_qdq_graph(onnx_files, tmp_path, capsys):
+    qdq = _with_qdq(onnx_files["fp32"].path, tmp_path / "toy_qdq.onnx")
+    code, err = _build_engine_here(
+        capsys, "--onnx", str(qdq), "--int8", "--int8-mode", "legacy", "--out", str(tmp_path)
+    )
+    assert code == 2 and len(err) == 1
+    assert "already has Q/DQ nodes" in err[0] and "--int8-mode qdq" in err[0]
+
+
+def test_legacy_tensorrt_11_lean_wheel_has_no_calibrator():
+    """The feature test against the real TensorRT 11.4 Python API (the lean wheel)."""
+    trt = pytest.importorskip("tensorrt_lean")
+    from hmrt.export.int8_build import check_legacy_available
+    from hmrt.export.precision_plan import features_of
+
+    assert not features_of(trt).implicit_int8
+    with pytest.raises(InputError, match="--int8-mode qdq"):
+        check_legacy_available(trt, "11")
+
+
+def test_calib_cache_path_and_rebuild_command(tmp_path):
+    import argparse
+
+    from hmrt.export.build_engine import _build_command
+    from hmrt.export.int8_build import calib_cache_path
+
+    args = argparse.Namespace(calib_cache=None)
+    assert calib_cache_path(args, Path("engines/danet.engine")) == Path(
+        "engines/danet.engine.calib.cache"
+    )
+    args.calib_cache = tmp_path / "shared.cache"
+    assert calib_cache_path(args, Path("engines/danet.engine")) == tmp_path / "shared.cache"
+    ns = argparse.Namespace(batch="1:4:8", workspace=1.0, version_compatible=False, dla=None,
+                            hardware_compat="NONE")  # fmt: skip
+    cmd = _build_command(ns, Path("m.onnx"), Path("e.engine"), "int8", Path("e.engine.calib.cache"))
+    assert cmd.endswith("--int8 --int8-mode legacy --calib-cache e.engine.calib.cache")
+    assert "--int8-mode" not in _build_command(ns, Path("m.onnx"), Path("e.engine"), "int8")
+
+
+class _TrtWithCalibrator:
+    """Stand-in for a TensorRT 8.6/10 module: only the calibrator base class (plain object)."""
+
+    __version__ = "10.3.0"
+    IInt8EntropyCalibrator2 = object
+
+
+def test_legacy_calibrator_reads_crops_at_the_opt_batch_then_reuses_the_cache(
+    onnx_files, tmp_path, capsys
+):
+    import argparse
+
+    import cv2
+    import numpy as np
+
+    from hmrt.export.int8_build import legacy_calibrator
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (48, 80, 3), np.uint8))
+    args = argparse.Namespace(calib_data=str(folder), calib_n=5, calib_seed=None, calib_body=None)
+    cache = tmp_path / "e.engine.calib.cache"
+    cal = legacy_calibrator(_TrtWithCalibrator, args, onnx_files["fp32"].path, 2, cache)
+    core = cal.core
+    assert core.batcher.shape == (2, 3, 64, 64) and len(core.batcher) == 2  # 5 crops, batch 2
+    assert cal.read_calibration_cache() is None  # no cache yet: TensorRT calibrates
+    cal.write_calibration_cache(b"TRT-100300-EntropyCalibration2\nimage: 3c010a14\n")
+    assert cache.is_file() and [p.name for p in tmp_path.iterdir()] == ["frames", cache.name]
+    args.calib_data = "/no/such/folder"  # a rebuild never opens the data
+    again = legacy_calibrator(_TrtWithCalibrator, args, onnx_files["fp32"].path, 2, cache)
+    assert again.core.batcher is None and again.read_calibration_cache() == cache.read_bytes()
+    assert "reusing the calibration cache" in capsys.readouterr().out

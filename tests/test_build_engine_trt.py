@@ -2,7 +2,8 @@
 
 Written to the documented API (shared/research/tensorrt.md §2, §9) and not run on the
 project's CPU machine: build FP32 and FP16 engines of the toy model through
-``export/build_engine.py`` and compare their outputs with ONNX Runtime.
+``export/build_engine.py`` and compare their outputs with ONNX Runtime, and a legacy INT8 engine
+(``--int8-mode legacy``: entropy calibrator, cache reused on rebuild).
 """
 
 from __future__ import annotations
@@ -103,3 +104,43 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     tol = 2e-3 if precision == "fp32" else 2e-2  # TF32 is on by default
     for name in ("vertices", "joints3d", "rotmats"):
         assert np.abs(out[name] - ref[name]).max() < tol, name
+
+
+def test_legacy_int8_build_calibrates_then_reuses_the_cache(tmp_path):
+    """TensorRT 8.6/10 only: ``--int8 --int8-mode legacy`` calibrates the FP32 graph with the
+    entropy calibrator (crops from a folder of images), writes the cache, and a rebuild reads it
+    instead of calibrating (the data folder is gone by then)."""
+    import shutil
+
+    import cv2
+    import tensorrt as trt
+
+    from hmrt.runtime.backends.engine_sidecar import read_sidecar
+
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        pytest.skip(f"TensorRT {trt.__version__} has no implicit INT8 calibration")
+    result = export_model(toy_model(), tmp_path / "toy.onnx", "toy", "edge", ExportOptions())
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(frames / f"{i}.png"), rng.integers(0, 256, (64, 64, 3), np.uint8))
+    engine = tmp_path / "toy_int8.engine"
+    args = ["--onnx", str(result.path), "--out", str(engine), "--int8", "--int8-mode", "legacy",
+            "--calib-data", str(frames), "--calib-n", "8", "--batch", "1:2:4"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "export/build_engine.py", *args],
+                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cache = tmp_path / "toy_int8.engine.calib.cache"
+    assert cache.is_file() and cache.stat().st_size > 0
+    side = read_sidecar(engine)
+    assert side.precision == "int8" and "INT8" in side.raw["builder_flags"]
+    assert "--calib-cache" in side.build_command
+    shutil.rmtree(frames)
+    proc = subprocess.run([sys.executable, "export/build_engine.py", *args],
+                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing the calibration cache" in proc.stdout
+    images = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    out = _run_engine(engine, images)
+    assert out["vertices"].shape == (2, 30, 3) and np.isfinite(out["vertices"]).all()

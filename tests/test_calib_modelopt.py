@@ -22,7 +22,8 @@ def test_missing_modelopt_names_the_separate_venv(tmp_path):
 def test_modelopt_qdq_keeps_islands_float(tmp_path):
     import onnx
 
-    from hmrt.calib.qdq_plan import island_of, make_plan
+    from hmrt.calib.qdq_plan import make_plan
+    from hmrt.runtime.graph_islands import island_of
 
     source = onnx.load(str(danet_edge_fp32()))
     plan = make_plan(source)

@@ -11,12 +11,12 @@ from hmrt.calib.qdq_plan import (
     final_heads,
     group_names,
     is_weighted,
-    island_of,
     layer_group,
     make_plan,
 )
 from hmrt.calib.ranges import AbsHistogram, entropy_threshold, percentile_threshold
 from hmrt.runtime.errors import InputError
+from hmrt.runtime.graph_islands import island_of
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ against that ground truth, and clear errors when the bundled defaults are unavai
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -60,6 +62,30 @@ def test_demo_default_model_missing_is_a_clear_error(clip, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "--model" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_command_imports_no_torch_until_it_must_export():
+    """``hmrt demo`` lives in hmrt.commands (it spans runtime, export and the data engine), but
+    importing it and building its parser loads neither torch nor hmrt.export / hmrt.train."""
+    code = (
+        "import sys\n"
+        "import hmrt.commands.demo, hmrt.commands.bench\n"
+        "from hmrt.cli import _build_parser\n"
+        "_build_parser(['demo'])\n"
+        "_build_parser(['bench'])\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'hmrt.export',"
+        " 'hmrt.train', 'hmrt.calib'))]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(asset_path("weights/danet_edge.pt").is_file(), reason="bundled weights present")
+def test_bench_without_model_uses_the_demo_default(capsys):
+    code = main(["bench", "--frames", "2", "--warmup", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "--model" in err
 
 
 @pytest.mark.slow

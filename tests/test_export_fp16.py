@@ -9,9 +9,9 @@ import torch
 from export_toy import toy_model
 from onnx import TensorProto
 
-from hmrt.export.islands import island_of
 from hmrt.export.onnx_export import ExportOptions, export_model
 from hmrt.export.parity import max_abs_diff, ort_outputs, torch_outputs
+from hmrt.runtime.graph_islands import island_of
 
 
 @pytest.fixture(scope="module")

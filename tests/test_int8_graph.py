@@ -11,8 +11,9 @@ from onnx import TensorProto, numpy_helper
 
 from hmrt.calib.ort_cpu import optimized_op_counts, uint8_activations
 from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
-from hmrt.calib.qdq_plan import final_heads, island_of
+from hmrt.calib.qdq_plan import final_heads
 from hmrt.runtime.errors import InputError
+from hmrt.runtime.graph_islands import island_of
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -127,7 +128,7 @@ def test_onnxruntime_cpu_recipe_is_uint8_and_marked(int8, tmp_path):
     assert act_zps == {TensorProto.UINT8}
     ops = optimized_op_counts(model)
     assert ops.get("Clip", 0) + ops.get("Relu", 0) < 5  # ReLU/ReLU6 folded into the convs
-    from hmrt.calib.cli import check_int8_for_tensorrt
+    from hmrt.export.int8_build import check_int8_for_tensorrt
 
     with pytest.raises(InputError, match="TensorRT rejects"):
         check_int8_for_tensorrt(model, out)

@@ -10,13 +10,13 @@ rebuilds the engine here. It re-reads the JSON itself: the runtime never imports
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hmrt.runtime.cache import file_sha256
 from hmrt.runtime.errors import EngineMismatchError, ModelLoadError
 
 
@@ -126,15 +126,6 @@ def read_sidecar(engine: str | Path) -> EngineSidecar:
         build_command=_first(raw, "build_command", "rebuild_command"),
         raw=raw,
     )
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_sidecar(

@@ -3,7 +3,8 @@
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and must not
 import torch (or anything heavy) at module level, so ``hmrt --help`` and the runtime commands
 stay fast and torch-free. Errors derived from :class:`hmrt.runtime.errors.HmrtError` become one
-line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+line on stderr and exit code 2; ``--debug`` shows the traceback instead. Commands that span
+several layers (``demo``, ``bench``, ``eval``) live in :mod:`hmrt.commands`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import traceback
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("hmrt.runtime.cli_demo", "run the bundled model on the demo clip and report accuracy"),
+    "demo": ("hmrt.commands.demo", "run the bundled model on the demo clip and report accuracy"),
     "run": ("hmrt.runtime.cli_run", "reconstruct people in a video, images or a camera"),
-    "bench": ("hmrt.runtime.cli_bench", "per-stage latency and FPS of a model on this machine"),
+    "bench": ("hmrt.commands.bench", "per-stage latency and FPS of a model on this machine"),
     "body": ("hmrt.runtime.body.cli", "inspect the body model or import an official SMPL file"),
     "synth": ("hmrt.train.data.cli", "write synthetic training shards or a demo video"),
     "model": ("hmrt.train.models.cli", "model zoo: parameter counts and GFLOPs"),
     "train": ("hmrt.train.cli_train", "train a model"),
-    "eval": ("hmrt.train.cli_eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
+    "eval": ("hmrt.commands.eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
     "calibrate": ("hmrt.calib.cli", "INT8 calibration: write a Q/DQ ONNX graph"),
     "export": ("hmrt.export.cli_export", "export a model to ONNX (or a Triton repository)"),
     "build-engine": ("hmrt.export.build_engine", "build a TensorRT engine from a model or ONNX"),

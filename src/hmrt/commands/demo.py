@@ -6,7 +6,10 @@ First run only: the bundled weights (``assets/weights/danet_edge.pt``) are expor
 through ``hmrt.export`` (needs the ``export`` extra, i.e. torch) and cached; the demo clip
 comes from the package (``assets/demo/``) or is generated once by ``hmrt synth --video`` and
 cached. Nothing is downloaded. Later runs need only the lean runtime. ``--model`` and ``--clip``
-replace either default (e.g. ``--model danet_edge.engine`` to run TensorRT).
+replace either default (e.g. ``--model danet_edge.engine`` to run TensorRT). A command of the
+full install (it runs the runtime, exports with hmrt.export on first use and generates the clip
+with hmrt.train's data engine), so it lives in :mod:`hmrt.commands`; importing it loads neither
+torch nor hmrt.export, and running it does so only while the cached ONNX is missing.
 """
 
 from __future__ import annotations
@@ -41,16 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- defaults: the bundled model and clip -------------------------------------------------
-def _sha256(path: Path) -> str:
-    from hmrt.runtime.backends.engine_sidecar import file_sha256
-
-    return file_sha256(path)
-
-
 def default_model() -> Path:
     """The cached ONNX export of the bundled DaNet-edge weights; exported on first use."""
     from hmrt.assets import asset_path
-    from hmrt.runtime.cache import cache_dir
+    from hmrt.runtime.cache import cache_dir, file_sha256
     from hmrt.runtime.errors import InputError, MissingDependencyError
 
     name, variant = DEMO_MODEL
@@ -60,7 +57,7 @@ def default_model() -> Path:
             f"the bundled {name}-{variant} weights ({weights}) are not in this install; run "
             "the demo on an exported model: hmrt demo --model MODEL.onnx"
         )
-    out = cache_dir() / "models" / f"{name}_{variant}-{_sha256(weights)[:12]}.onnx"
+    out = cache_dir() / "models" / f"{name}_{variant}-{file_sha256(weights)[:12]}.onnx"
     if out.is_file():
         return out
     try:
