@@ -5,7 +5,7 @@ file makes them ``hmrt.runtime`` etc. and discovers their sub-packages, so nobod
 package list by hand. All other metadata lives in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 ROOTS = {
     "hmrt": "src/hmrt",
@@ -20,7 +20,9 @@ packages, package_dir = [], {}
 for name, folder in ROOTS.items():
     packages.append(name)
     package_dir[name] = folder
-    for sub in find_packages(folder, exclude=["tests", "tests.*"]):
+    # assets/ holds data folders without __init__.py: list them as (namespace) packages too.
+    finder = find_namespace_packages if name == "hmrt.assets" else find_packages
+    for sub in finder(folder, exclude=["tests", "tests.*", "__pycache__"]):
         packages.append(f"{name}.{sub}")
         package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
 
