@@ -1,12 +1,18 @@
 """``BodyLayer``: SMPL linear blend skinning in torch, exportable to ONNX with plain ops.
 
 The torch twin of ``hmrt.runtime.body.BodyModel.forward``, used inside every model. Written for
-deployment (shared/research/body-model-and-data.md §2.5):
+deployment (shared/research/body-model-and-data.md §2.5) and for a short ONNX graph, since on a
+CPU the cost of this FP32 island is mostly per-node overhead, not arithmetic:
 
-* ``parents`` is a Python list, so forward kinematics unroll into a fixed chain of MatMuls;
+* forward kinematics compose homogeneous 4x4 transforms by pointer jumping over the kinematic
+  tree: each round is one Gather of the ancestors' transforms and one batched MatMul, so the
+  24 SMPL joints take 4 rounds (tree depth 8) instead of an unrolled chain per joint; the 4x4
+  matrices are built with constant MatMuls (no Pad, no Expand);
 * shape and pose bases are applied with ``matmul`` on pre-flattened bases (no Einsum), the joint
   regressor is folded into ``J_template``/``J_shapedirs`` (no per-call regression over all
-  vertices), and 4x4 homogeneous matrices are never built (no Pad);
+  vertices);
+* geometry is component-major ``(N, 3, V)`` until one final Transpose, so the per-vertex 3x4
+  apply and the optional root subtraction broadcast over long contiguous rows;
 * no in-place ops or index assignment (no ScatterND);
 * always FP32: autocast is disabled inside and inputs are cast; DESIGN.md keeps LBS out of
   FP16 (sums of weighted transforms and shape offsets), and this holds under AMP training too.
@@ -63,6 +69,26 @@ class BodyLayer(nn.Module):
         self.register_buffer(
             "faces", torch.from_numpy(body.faces.astype(np.int64)), persistent=False
         )
+        # Kinematic-tree constants (see _forward_kinematics): bone offsets as one MatMul,
+        # an identity "joint" J appended by a selection MatMul, and the pointer-jumping rounds.
+        parents = self.parents
+        bone = np.eye(n_joints)
+        for i, p in enumerate(parents):
+            if p >= 0:
+                bone[i, p] = -1.0
+        buffer("bone_matrix", bone)  # offsets = bone_matrix @ rest_joints
+        buffer("append_identity_joint", np.eye(n_joints + 1, n_joints))  # (J+1, J)
+        buffer("homogeneous_rows", np.eye(4, 3))  # (4, 3): [[R | t]] -> rows 0..2 of 4x4
+        last_row = np.zeros((n_joints + 1, 4, 4))
+        last_row[:, 3, 3] = 1.0
+        last_row[n_joints, :3, :3] = np.eye(3)  # the appended joint is the identity
+        buffer("homogeneous_last", last_row)
+        self.fk_rounds = len(_pointer_jumping_rounds(parents))
+        for r, ancestors in enumerate(_pointer_jumping_rounds(parents)):
+            self.register_buffer(
+                f"fk_ancestors_{r}", torch.tensor(ancestors, dtype=torch.int64), persistent=False
+            )
+        self.supports_root_relative = True
 
     @property
     def v_template(self) -> Tensor:
@@ -75,16 +101,39 @@ class BodyLayer(nn.Module):
             f"pose_correctives={self.has_pose_correctives}, hash={self.body_hash}"
         )
 
-    def forward(self, rotmats: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
-        """Vertices ``(N,V,3)`` and posed joints ``(N,J,3)`` in FP32, body frame, metres.
+    def forward(
+        self, rotmats: Tensor, betas: Tensor, root_relative: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Vertices ``(N,V,3)`` and posed joints ``(N,J,3)`` in FP32, metres.
 
         SMPL semantics: ``rotmats[:, 0]`` is the global orientation, the others are relative
-        to the parent joint.
+        to the parent joint. Body frame by default; ``root_relative=True`` subtracts joint 0
+        from both (what every model's body head wants), done before the final Transpose where
+        it is a cheap row-wise broadcast.
         """
         with torch.autocast(device_type=rotmats.device.type, enabled=False):
-            return self._skin(rotmats.float(), betas.float())
+            return self._skin(rotmats.float(), betas.float(), root_relative)
 
-    def _skin(self, rotmats: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
+    def _forward_kinematics(self, rotmats: Tensor, rest: Tensor) -> Tensor:
+        """World transforms ``(N, J, 3, 4)`` = ``[R | t]`` of every joint.
+
+        Local transforms ``[[R_i, rest_i - rest_parent], [0, 1]]`` (4x4) plus an identity at
+        index J. Pointer jumping: ``G_i <- G_anc(i) @ G_i`` with ``anc`` the current ancestor
+        pointer (J once the root is passed), so after round r every ``G_i`` spans 2**r links.
+        """
+        n_joints = self.n_joints
+        offsets = torch.matmul(self.bone_matrix, rest).unsqueeze(-1)  # (N,J,3,1)
+        local = torch.cat([rotmats, offsets], dim=-1).reshape(-1, n_joints, 12)
+        local = torch.matmul(self.append_identity_joint, local).reshape(-1, n_joints + 1, 3, 4)
+        world = torch.matmul(self.homogeneous_rows, local) + self.homogeneous_last
+        for r in range(self.fk_rounds):
+            ancestors = getattr(self, f"fk_ancestors_{r}")
+            world = torch.matmul(world.index_select(1, ancestors), world)
+        return world[:, :n_joints, :3, :]
+
+    def _skin(
+        self, rotmats: Tensor, betas: Tensor, root_relative: bool = False
+    ) -> tuple[Tensor, Tensor]:
         n_verts, n_joints = self.n_verts, self.n_joints
         k = betas.shape[-1]
         shape_basis = self.shape_basis if k == self.n_betas else self.shape_basis[:k]
@@ -96,30 +145,34 @@ class BodyLayer(nn.Module):
             v_posed = v_posed + feature @ self.pose_basis
         v_posed = v_posed.reshape(-1, 3, n_verts)
 
-        local_r = torch.unbind(rotmats, dim=1)
-        rest_j = torch.unbind(rest, dim=1)
-        world_r = [local_r[0]]
-        world_t = [rest_j[0]]
-        for i in range(1, n_joints):
-            p = self.parents[i]
-            offset = (rest_j[i] - rest_j[p]).unsqueeze(-1)
-            world_r.append(world_r[p] @ local_r[i])
-            world_t.append(world_t[p] + (world_r[p] @ offset).squeeze(-1))
-        g_r = torch.stack(world_r, dim=1)  # (N,J,3,3)
-        joints = torch.stack(world_t, dim=1)  # (N,J,3)
+        world = self._forward_kinematics(rotmats, rest)  # (N,J,3,4)
+        g_r, g_t = world[..., :3], world[..., 3:]
+        joints = g_t.squeeze(-1)  # (N,J,3)
         # Skinning transforms move rest-pose points: x -> G_R (x - J_rest) + J_posed.
-        g_t = joints - (g_r @ rest.unsqueeze(-1)).squeeze(-1)
-        blend = torch.cat([g_r.flatten(-2), g_t], dim=-1)  # (N,J,12)
+        skin = torch.cat([g_r, g_t - g_r @ rest.unsqueeze(-1)], dim=-1)  # (N,J,3,4)
         # All samples' 12 blended transform entries per vertex in one MatMul: (N*12, J) @ (J, V)
-        per_vertex = (blend.transpose(1, 2).reshape(-1, n_joints) @ self.weights_t).reshape(
-            -1, 12, n_verts
-        )
-        x, y, z = v_posed[:, 0], v_posed[:, 1], v_posed[:, 2]
-        coords = [
-            per_vertex[:, 3 * c] * x
-            + per_vertex[:, 3 * c + 1] * y
-            + per_vertex[:, 3 * c + 2] * z
-            + per_vertex[:, 9 + c]
-            for c in range(3)
-        ]
-        return torch.stack(coords, dim=-1), joints
+        per_vertex = skin.reshape(-1, n_joints, 12).transpose(1, 2).reshape(-1, n_joints)
+        per_vertex = (per_vertex @ self.weights_t).reshape(-1, 3, 4, n_verts)
+        col = per_vertex.unbind(2)  # 4 x (N, 3, V): the columns of each vertex's 3x4
+        x, y, z = v_posed[:, 0:1], v_posed[:, 1:2], v_posed[:, 2:3]
+        coords = col[0] * x + col[1] * y + col[2] * z + col[3]  # (N, 3, V)
+        if root_relative:
+            root = joints[:, :1]
+            coords = coords - root.transpose(1, 2)
+            joints = joints - root
+        return coords.transpose(1, 2), joints
+
+
+def _pointer_jumping_rounds(parents: list[int]) -> list[list[int]]:
+    """Ancestor indices per pointer-jumping round over ``J`` joints plus an identity at ``J``.
+
+    Round 0 points at the parent (the root at J); each later round at the previous pointer's
+    pointer; rounds stop once every pointer reaches J (ceil(log2(depth + 1)) rounds).
+    """
+    n = len(parents)
+    pointer = [p if p >= 0 else n for p in parents] + [n]
+    rounds = []
+    while any(q != n for q in pointer[:n]):
+        rounds.append(list(pointer))
+        pointer = [pointer[q] for q in pointer]
+    return rounds

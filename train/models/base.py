@@ -50,11 +50,18 @@ class BodyHead(Fp32Module):
         self.register_state_dict_post_hook(_drop_body_arrays)
 
     def forward(self, rotmats: Tensor, betas: Tensor, cam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out = self.layer(rotmats, betas)
-        vertices, joints = (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
-        root = joints[:, :1]
-        vertices = vertices - root
-        joints = joints - root
+        if getattr(self.layer, "supports_root_relative", False):
+            # hmrt's BodyLayer subtracts the root in its component-major layout, where the
+            # broadcast is cheap (a (N,V,3) - (N,1,3) Sub is slow in ONNX Runtime).
+            vertices, joints = self.layer(rotmats, betas, root_relative=True)
+        else:
+            out = self.layer(rotmats, betas)
+            vertices, joints = (
+                (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
+            )
+            root = joints[:, :1]
+            vertices = vertices - root
+            joints = joints - root
         scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
         shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
         joints2d = (scale * (joints[..., :2] + shift) + 1.0) * self.half_size

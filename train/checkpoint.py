@@ -1,0 +1,181 @@
+"""Checkpoints: weights + the full model and training configuration (+ optimiser state to resume).
+
+A checkpoint is a ``torch.save`` dict that needs nothing else to rebuild its model:
+``model`` (registry name, variant, the model's own config), ``body_hash`` (which body model the
+weights were trained with), ``train_config``, ``state_dict``; training checkpoints add
+``optimizer``, ``scheduler``, ``scaler``, ``rng`` and ``position`` (step, epoch, batch) for an
+exact ``--resume``. :func:`load_checkpoint` returns a ready model; :func:`slim_checkpoint` writes
+the deployable form (weights + config only, optionally fp16) used for ``assets/weights/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hmrt.runtime.atomic import atomic_path
+from hmrt.runtime.errors import InputError
+
+FORMAT = "hmrt-checkpoint"
+VERSION = 1
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """``{name, variant, config}`` of a registry model, from its serialisable ``model.config``."""
+    cfg = getattr(model, "config", None)
+    if hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+    elif dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
+    cfg = dict(cfg or {})
+    name = getattr(model, "name", None) or cfg.get("name")
+    variant = getattr(model, "variant", None) or cfg.get("variant")
+    return {"name": name, "variant": variant, "config": cfg}
+
+
+def body_hash_of(model: nn.Module) -> str | None:
+    """The body-model hash a model was built with (the first submodule carrying ``body_hash``)."""
+    for m in model.modules():
+        h = getattr(m, "body_hash", None)
+        if h is not None:
+            return str(h)
+    return None
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG the training loop draws from (torch CPU/CUDA, numpy global, python)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`'s output."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write weights + model spec + ``extra`` (train_config, optimizer, ...) atomically."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model_spec(model),
+        "body_hash": body_hash_of(model),
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    from hmrt import __version__
+
+    payload.setdefault("hmrt_version", __version__)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict, checking that it is an hmrt checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"checkpoint not found: {p}")
+    try:
+        # weights_only: a checkpoint is plain containers and tensors, so loading one never runs
+        # code from the file (the numpy RNG state is stored as a tensor for that reason).
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise InputError(f"{p}: not an hmrt checkpoint (written by `hmrt train`?)")
+    return ckpt
+
+
+def build_from_checkpoint(ckpt: dict[str, Any], body: Any = None) -> nn.Module:
+    """Rebuild the registry model described by a checkpoint dict (weights not loaded).
+
+    ``body`` as for :func:`hmrt.train.models.build`; None: the body file the run was trained
+    with if it still exists, else the bundled model.
+    """
+    if body is None:
+        trained_with = (ckpt.get("train_config") or {}).get("body") or ""
+        if trained_with and Path(trained_with).is_file():
+            body = trained_with
+    from hmrt.train.models.registry import build_from_config
+
+    return build_from_config(dict(ckpt["model"]["config"]), body=body)
+
+
+def load_checkpoint(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    body: Any = None,
+    eval_mode: bool = True,
+) -> nn.Module:
+    """Rebuild a model from a checkpoint and load its weights (fp16 files come back as fp32).
+
+    Raises :class:`InputError` if the checkpoint was trained with a different body model than
+    the one the rebuilt model uses (its ``body_hash``), since the weights would then be wrong.
+    """
+    ckpt = read_checkpoint(path)
+    model = build_from_checkpoint(ckpt, body)
+    state = {
+        k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    model.load_state_dict(state)
+    want, have = ckpt.get("body_hash"), body_hash_of(model)
+    if want and have and want != have:
+        raise InputError(
+            f"{path}: trained with body model {want[:12]}, but the loaded body model is "
+            f"{have[:12]}; pass the matching body file or retrain"
+        )
+    model.to(device)
+    return model.eval() if eval_mode else model
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """Write ``src``'s weights + configs only (no optimiser/RNG), fp16 floats if ``half``."""
+    ckpt = read_checkpoint(src)
+    state = {
+        k: v.half() if half and torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    keep = ("format", "version", "model", "body_hash", "train_config", "hmrt_version", "metrics")
+    out = {k: ckpt[k] for k in keep if k in ckpt}
+    out["state_dict"] = state
+    out["weights_dtype"] = "float16" if half else "float32"
+    with atomic_path(dst) as tmp:
+        torch.save(out, tmp)
+    return Path(dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hmrt.train.checkpoint SRC DST [--fp32]``: write a slim (deployable) copy."""
+    ap = argparse.ArgumentParser(description=slim_checkpoint.__doc__)
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16)")
+    args = ap.parse_args(argv)
+    out = slim_checkpoint(args.src, args.dst, half=not args.fp32)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
