@@ -66,7 +66,7 @@ def _variants(argv: list[str]) -> int:
     ap.add_argument("--random-init", action="store_true")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--calib-n", type=int, default=256)
-    ap.add_argument("--roi-pool", choices=("grid", "gather"), default=None)
+    ap.add_argument("--roi-pool", choices=("grid", "gather", "matmul"), default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)

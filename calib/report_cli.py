@@ -34,7 +34,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--float-groups", default="", metavar="G1,G2", help="groups left in float")
     g.add_argument(
         "--roi-pool",
-        choices=("grid", "gather"),
+        choices=("grid", "gather", "matmul"),
         default=None,
         help="RoI pooling form of the exported graphs (default grid)",
     )

@@ -90,9 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     parser.add_argument(
         "--roi-pool",
-        choices=("grid", "gather"),
+        choices=("grid", "gather", "matmul"),
         default=None,
-        help="RoI pooling form (default: grid; gather for TRT 8.2/8.4)",
+        help="RoI pooling form (default: grid; gather for TRT 8.2/8.4; matmul: two MatMuls)",
     )
 
 

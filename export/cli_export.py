@@ -49,10 +49,11 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--roi-pool",
-        choices=("grid", "gather"),
+        choices=("grid", "gather", "matmul"),
         default=None,
         help="RoI pooling: grid = GridSample (TRT >= 8.5), gather = Gather/Mul/Add "
-        "(TRT 8.2/8.4); default: grid, or gather for --trt-version 8.2/8.4",
+        "(TRT 8.2/8.4), matmul = separable bilinear as two MatMuls (any TRT; fastest on "
+        "ONNX Runtime CPU); default: grid, or gather for --trt-version 8.2/8.4",
     )
     g.add_argument(
         "--batch",
@@ -102,10 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_onnx_name(model: str, variant: str, precision: str, roi_pool: str | None) -> str:
-    """``danet_edge.onnx``, ``danet_edge_fp16.onnx``, ``danet_edge_gather.onnx``."""
+    """``danet_edge.onnx``, ``danet_edge_fp16.onnx``, ``danet_edge_gather.onnx`` (``_matmul``)."""
     parts = [model, variant]
-    if roi_pool == "gather":
-        parts.append("gather")
+    if roi_pool in ("gather", "matmul"):
+        parts.append(roi_pool)
     if precision != "fp32":
         parts.append(precision)
     return "_".join(parts) + ".onnx"

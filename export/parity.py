@@ -83,7 +83,7 @@ def pa_mpjpe_mm(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> list[dict]:
-    """Max |ORT - torch| per output for grid/gather pooling at batch 1 and 4."""
+    """Max |ORT - torch| per output for grid/gather/matmul pooling at batch 1 and 4."""
     import tempfile
 
     from hmrt.export.onnx_export import ExportOptions, export_model
@@ -92,7 +92,7 @@ def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> 
     ref = torch_outputs(model, data.images, 4)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for roi, trt in (("grid", "10"), ("gather", "8.2")):
+        for roi, trt in (("grid", "10"), ("gather", "8.2"), ("matmul", "10")):
             path = Path(tmp) / f"{roi}.onnx"
             export_model(model, path, name, variant, ExportOptions(roi_pool=roi, trt_version=trt))
             for batch in (1, 4):

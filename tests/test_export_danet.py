@@ -1,5 +1,5 @@
-"""DaNet export parity: ONNX Runtime vs PyTorch on 16 validation crops, grid and gather RoI
-pooling, batch 1 and 4 (max vertex error <= 1e-4 m). Edge variant by default; paper is slow."""
+"""DaNet export parity: ONNX Runtime vs PyTorch on 16 validation crops, grid, gather and matmul
+RoI pooling, batch 1 and 4 (max vertex error <= 1e-4 m). Edge variant by default; paper is slow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from model_helpers import build_danet as build_danet_tiny_body
 from hmrt.export.onnx_export import ExportOptions, export_model
 from hmrt.export.parity import max_abs_diff, ort_outputs, torch_outputs, validation_crops
 
-TARGET = {"grid": "10", "gather": "8.2"}
+TARGET = {"grid": "10", "gather": "8.2", "matmul": "8.2"}
 
 
 def build_danet(variant: str):
@@ -41,7 +41,7 @@ def danet_edge(tmp_path_factory):
     return model, graphs, crops, reference
 
 
-@pytest.mark.parametrize("kind", ["grid", "gather"])
+@pytest.mark.parametrize("kind", ["grid", "gather", "matmul"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_danet_edge_ort_parity(danet_edge, kind, batch):
     _, graphs, crops, reference = danet_edge
@@ -65,13 +65,18 @@ def test_danet_graphs_have_the_deployment_forms(danet_edge):
                      for q, names in result.islands.items()}  # fmt: skip
         assert {"Softmax", "MatMul"} <= by_island["img2iuv.soft_argmax"]
         assert "MatMul" in by_island["body"]
+    matmul = onnx.load(str(graphs["matmul"].path))
+    for island in ("img2iuv.roi_pool", "img2iuv.roi_theta"):
+        names = set(graphs["matmul"].islands[island])
+        ops = {n.op_type for n in matmul.graph.node if n.name in names}
+        assert "MatMul" in ops and not ops & {"GridSample", "Floor", "Cast"}, (island, ops)
     gather_meta = {p.key: p.value for p in onnx.load(str(graphs["gather"].path)).metadata_props}
     assert gather_meta["hmrt.opset"] == "13" and gather_meta["hmrt.roi_pool"] == "gather"
     assert gather_meta["hmrt.body_hash"] == model.body_hash
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["grid", "gather"])
+@pytest.mark.parametrize("kind", ["grid", "gather", "matmul"])
 def test_danet_paper_ort_parity(tmp_path, kind):
     model = build_danet("paper").eval()
     crops = validation_crops(4, tuple(model.config.input_size))

@@ -23,6 +23,9 @@ CONTRACT_KEYS = (
 )  # fmt: skip
 
 
+MATMUL_8_2 = ExportOptions(roi_pool="matmul", trt_version="8.2")
+
+
 @pytest.fixture(scope="module")
 def toy():
     return toy_model()
@@ -30,13 +33,14 @@ def toy():
 
 @pytest.fixture(scope="module")
 def exported(toy, tmp_path_factory):
-    """The toy exported with grid pooling (TRT 10) and gather pooling (TRT 8.2)."""
+    """The toy exported with grid pooling (TRT 10), gather and matmul pooling (TRT 8.2)."""
     out = tmp_path_factory.mktemp("toy_export")
     return {
         "grid": export_model(toy, out / "grid.onnx", "toy", "edge", ExportOptions()),
         "gather": export_model(
             toy, out / "gather.onnx", "toy", "edge", ExportOptions(trt_version="8.2")
         ),
+        "matmul": export_model(toy, out / "matmul.onnx", "toy", "edge", MATMUL_8_2),
     }
 
 
@@ -57,6 +61,20 @@ def test_gather_pool_equals_grid_pool_in_torch():
     features = torch.randn(3, 5, 14, 12, generator=torch.Generator().manual_seed(0))
     theta = _random_theta(3, 4, seed=1)
     a, b = grid(features, theta), gather(features, theta)
+    assert a.shape == b.shape == (3, 20, 9, 9)
+    assert float((a - b).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("height, width", [(14, 12), (16, 16)])
+def test_matmul_pool_equals_grid_pool_in_torch(height, width):
+    from hmrt.export.rewrites.roi_pool_matmul import MatMulRoIPool
+    from hmrt.train.models.layers import GridRoIPool
+
+    grid = GridRoIPool(channels=5, height=height, width=width, out_size=9, num_rois=4)
+    matmul = MatMulRoIPool.like(grid)
+    features = torch.randn(3, 5, height, width, generator=torch.Generator().manual_seed(0))
+    theta = _random_theta(3, 4, seed=1)  # axis-aligned, some RoIs past the map's edge
+    a, b = grid(features, theta), matmul(features, theta)
     assert a.shape == b.shape == (3, 20, 9, 9)
     assert float((a - b).abs().max()) < 1e-5
 
@@ -88,6 +106,13 @@ def test_opset_and_pooling_follow_the_target(exported):
     ops = {n.op_type for n in gather.graph.node}
     assert "GridSample" not in ops and "Gather" in ops
     assert exported["gather"].swapped == {"roi_pool": ("GridRoIPool", "GatherRoIPool")}
+    matmul = onnx.load(str(exported["matmul"].path))
+    assert matmul.opset_import[0].version == 13
+    pool_ops = {
+        n.op_type for n in matmul.graph.node if n.name in exported["matmul"].islands["roi_pool"]
+    }
+    assert "MatMul" in pool_ops and not pool_ops & {"GridSample", "Cast", "Floor"}  # no index math
+    assert exported["matmul"].swapped == {"roi_pool": ("GridRoIPool", "MatMulRoIPool")}
 
 
 def test_fp32_islands_come_from_the_declaration(toy, exported):
@@ -111,7 +136,7 @@ def test_fp32_islands_come_from_the_declaration(toy, exported):
     }
 
 
-@pytest.mark.parametrize("kind", ["grid", "gather"])
+@pytest.mark.parametrize("kind", ["grid", "gather", "matmul"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_ort_matches_torch(toy, exported, kind, batch):
     images = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(3)).numpy()
