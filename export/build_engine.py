@@ -223,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
     if precision == "int8" and mode == "legacy":
         check_legacy_available(trt, target)  # before any export or calibration
     engine, onnx_path, _ = _names(args, precision)
+    if args.onnx is None and precision == "fp16" and target != "11":
+        # TensorRT 8.6/10 build FP16 from the FP32 graph (weakly typed, FP16 flag): name the
+        # ONNX for what it holds, not for the engine's precision.
+        onnx_path = onnx_path.with_name(f"{onnx_path.stem.removesuffix('_fp16')}_fp32.onnx")
     model = prepare_onnx(args, target, precision, onnx_path, mode)
     onnx_path = getattr(args, "int8_onnx", None) or onnx_path  # set when --int8 calibrated one
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
