@@ -128,6 +128,11 @@ class Reconstructor:
         return self._backend.name
 
     @property
+    def frame_index(self) -> int:
+        """Index of the frame the next call processes (0 after construction or ``reset``)."""
+        return self._frame_index
+
+    @property
     def num_vertices(self) -> int | None:
         """V of the model's ``vertices`` output (None if the file leaves it dynamic)."""
         return self._backend.num_vertices

@@ -118,7 +118,7 @@ class RoiTracker:
         h, w = frame.shape[:2]
         due = self.detect_every is not None and self._since_detect >= self.detect_every
         if self.detector is not None and (self._box is None or due):
-            self._since_detect = 0
+            self._since_detect = 1  # this frame counts: detect_every=1 means every frame
             boxes, scores = parse_detections(self.detector(frame))
             if len(boxes):
                 return RoiDecision(self._pick(boxes, scores), "detector")

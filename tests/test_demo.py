@@ -98,3 +98,32 @@ def test_demo_defaults_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "PA-MPJPE" in printed.out
+
+
+def test_demo_crops_ground_truth_boxes_when_the_clip_has_them(clip, tmp_path, capsys):
+    d = tmp_path / "withbox"
+    d.mkdir()
+    video = write_blob_video(d / "clip.avi", frames=6, width=320, height=240)
+    body = clip["body"]
+    gt_j = np.repeat(body["joints3d"][None] + [0.0, 0.0, 4.0], 6, axis=0)
+    boxes = np.array([[100.0, 60.0, 180.0, 200.0]] * 6)  # off-centre: not the whole frame
+    np.savez(d / "clip.npz", joints3d=gt_j, bbox=boxes)
+    out = tmp_path / "o_gt"
+    code = main(["demo", "--model", str(clip["model"]), "--clip", str(video), "--out", str(out),
+                 "--smooth", "none"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "person boxes: the clip's ground-truth box on every frame" in printed
+    assert json.loads((out / "metrics.json").read_text())["gt_boxes"] == "every-frame"
+    with np.load(out / "results.npz") as res:
+        first = res["bbox"][0]
+    # The first crop is centred on the ground-truth box (a whole-frame crop would be at 160,120).
+    np.testing.assert_allclose((first[:2] + first[2:]) / 2, [140.0, 130.0], atol=1.0)
+
+    code = main(["demo", "--model", str(clip["model"]), "--clip", str(video), "--out",
+                 str(tmp_path / "o_full"), "--gt-boxes", "off"])  # fmt: skip
+    assert code == 0 and "person boxes: whole first frame" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o_full" / "metrics.json").read_text())["gt_boxes"] == "off"
+    code = main(["demo", "--model", str(clip["model"]), "--clip", str(clip["video"]), "--out",
+                 str(tmp_path / "o_err"), "--gt-boxes", "acquisition"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no per-frame bbox" in err and not (tmp_path / "o_err").exists()

@@ -94,7 +94,9 @@ def test_detector_interface(model):
     assert first.roi_source == "detector" and len(calls) == 1
     np.testing.assert_allclose(first.box, [300, 250, 1.2 * 160])
     sources = [rec(frame).roi_source for _ in range(6)]
-    assert sources.count("detector") == 1 and len(calls) == 2  # every 5 tracked frames
+    assert sources == ["track"] * 4 + ["detector", "track"] and len(calls) == 2  # frames 0, 5
+    every = Reconstructor(model, backend="onnxruntime-cpu", detector=detector, detect_every=1)
+    assert {every(frame).roi_source for _ in range(3)} == {"detector"}
 
 
 def test_parse_detections_formats():
