@@ -4,7 +4,7 @@ Run from the repository root: ``python bench/bench_models.py [--models danet:edg
 [--threads 1 2] [--body PATH] [--no-ort]``. Prints a markdown table with the machine. ONNX files
 are exported with the TorchScript exporter at opset 17 (dynamic batch on every input and output)
 with the model's own RoI pooling (``grid``) and, when ``hmrt.export`` is installed, the gather
-rewrite (``gather``). Uses the bundled body model unless ``--body`` is given; if neither exists, a
+and separable-MatMul rewrites (``gather``, ``matmul``). Uses the bundled body model unless ``--body`` is given; if neither exists, a
 random stand-in with the open model's sizes (13,718 vertices; say so in any report). Weights are
 random: latency does not depend on them.
 """
@@ -125,17 +125,18 @@ def main() -> None:
     print()
     print(
         "| model | params (inference) | GFLOPs | threads | torch ms (median / p10) | "
-        "ORT grid ms (median / p10) | ORT gather ms (median / p10) |"
+        "ORT grid ms (median / p10) | ORT gather ms (median / p10) | "
+        "ORT matmul ms (median / p10) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for spec, counts, gflops, threads, torch_ms, ort_ms in rows:
         cells = [
             f"{ort_ms[k][0]:.1f} / {ort_ms[k][1]:.1f}" if k in ort_ms else "-"
-            for k in ("grid", "gather")
+            for k in ("grid", "gather", "matmul")
         ]
         print(
             f"| {spec} | {counts['inference'] / 1e6:.2f} M | {gflops:.2f} | {threads} | "
-            f"{torch_ms[0]:.1f} / {torch_ms[1]:.1f} | {cells[0]} | {cells[1]} |"
+            f"{torch_ms[0]:.1f} / {torch_ms[1]:.1f} | {' | '.join(cells)} |"
         )
 
 
@@ -147,6 +148,7 @@ def _ort_times(model, stem: Path, threads: int, seconds: float) -> dict[str, tup
         from hmrt.export.rewrites.apply import apply_rewrites
 
         variants["gather"] = apply_rewrites(model, "gather")[0]
+        variants["matmul"] = apply_rewrites(model, "matmul")[0]
     except ImportError:
         pass
     out = {}
