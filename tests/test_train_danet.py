@@ -112,19 +112,17 @@ def _hmrt(*args: str, **kw) -> subprocess.CompletedProcess:
     )
 
 
+def _danet_edge_args(body, shards) -> list[str]:
+    """``hmrt train`` flags selecting DaNet-edge on the tiny body and shards."""
+    return ["--model", "danet", "--variant", "edge", "--body", str(body), "--data", str(shards)]
+
+
 def test_train_and_eval_cli(tiny, tmp_path):
     body, shards = tiny
     run = tmp_path / "run"
     proc = _hmrt(
         "train",
-        "--model",
-        "danet",
-        "--variant",
-        "edge",
-        "--body",
-        str(body),
-        "--data",
-        str(shards),
+        *_danet_edge_args(body, shards),
         "--val-data",
         str(shards),
         "--val-samples",
@@ -188,14 +186,7 @@ def test_ddp_cli_two_ranks_on_danet(tiny, tmp_path):
         "2",
         "-m",
         "hmrt.train.cli_train",
-        "--model",
-        "danet",
-        "--variant",
-        "edge",
-        "--body",
-        str(body),
-        "--data",
-        str(shards),
+        *_danet_edge_args(body, shards),
         "--val-data",
         "none",
         "--steps",

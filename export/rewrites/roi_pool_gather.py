@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from hmrt.train.models.danet.joint_roi import JointRoITheta
-from hmrt.train.models.layers.precision import Fp32Module
-from hmrt.train.models.layers.roi_pool import AffineGrid
+from hmrt.train.models.layers.roi_pool import AffineGrid, RoIPoolGeometry
 
 
 def bilinear_gather(maps: Tensor, grid: Tensor, rows_per_map: int = 1) -> Tensor:
@@ -63,22 +62,12 @@ def bilinear_gather(maps: Tensor, grid: Tensor, rows_per_map: int = 1) -> Tensor
     return out
 
 
-class GatherRoIPool(Fp32Module):
+class GatherRoIPool(RoIPoolGeometry):
     """Drop-in for ``GridRoIPool``: ``(features (B,C,H,W), theta (B,K,2,3)) -> (B, K*C, R, R)``."""
 
     def __init__(self, channels: int, height: int, width: int, out_size: int, num_rois: int):
-        super().__init__()
-        self.channels = int(channels)
-        self.height = int(height)
-        self.width = int(width)
-        self.out_size = int(out_size)
-        self.num_rois = int(num_rois)
+        super().__init__(channels, height, width, out_size, num_rois)
         self.grid = AffineGrid(self.out_size)
-
-    @classmethod
-    def like(cls, pool: torch.nn.Module) -> GatherRoIPool:
-        """A gather pool with the same geometry as ``pool`` (a ``GridRoIPool``)."""
-        return cls(pool.channels, pool.height, pool.width, pool.out_size, pool.num_rois)
 
     def forward(self, features: Tensor, theta: Tensor) -> Tensor:
         k, r, c = self.num_rois, self.out_size, self.channels

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hmrt.train.models.danet.joint_roi import JointRoITheta
-from hmrt.train.models.layers.precision import Fp32Module
+from hmrt.train.models.layers.roi_pool import RoIPoolGeometry
 
 
 def tent_weights(coords: Tensor, size: int) -> Tensor:
@@ -48,27 +48,17 @@ def axis_weights(coords: Tensor, height: int, width: int) -> tuple[Tensor, Tenso
     return tent_weights(coords[..., 0, :], width), tent_weights(coords[..., 1, :], height)
 
 
-class MatMulRoIPool(Fp32Module):
+class MatMulRoIPool(RoIPoolGeometry):
     """Drop-in for ``GridRoIPool`` on axis-aligned RoIs: ``(B,C,H,W), (B,K,2,3) -> (B,K*C,R,R)``."""
 
     def __init__(self, channels: int, height: int, width: int, out_size: int, num_rois: int):
-        super().__init__()
-        self.channels = int(channels)
-        self.height = int(height)
-        self.width = int(width)
-        self.out_size = int(out_size)
-        self.num_rois = int(num_rois)
+        super().__init__(channels, height, width, out_size, num_rois)
         # AffineGrid's base points along one axis, as rows (x, y, 1): theta @ basis gives the
         # x positions (row 0) and y positions (row 1) of every RoI with AffineGrid's arithmetic
         # (the shear terms multiply 0 here and are 0 in an axis-aligned theta).
         line = torch.linspace(-1.0, 1.0, self.out_size)
         basis = torch.stack([line, line, torch.ones_like(line)])  # (3, R)
         self.register_buffer("basis", basis, persistent=False)
-
-    @classmethod
-    def like(cls, pool: torch.nn.Module) -> MatMulRoIPool:
-        """A MatMul pool with the same geometry as ``pool`` (a ``GridRoIPool``)."""
-        return cls(pool.channels, pool.height, pool.width, pool.out_size, pool.num_rois)
 
     def forward(self, features: Tensor, theta: Tensor) -> Tensor:
         c, h, w, k, r = self.channels, self.height, self.width, self.num_rois, self.out_size

@@ -44,9 +44,16 @@ def index_loss(
     """
     index = _resize_labels(index.long(), logits.shape[-2:])
     ce = F.cross_entropy(logits.float(), index, reduction="none")
+    return _fg_weighted_mean(ce, index, mask, fg_weight)
+
+
+def _fg_weighted_mean(
+    ce: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None, fg_weight: float
+) -> torch.Tensor:
+    """Mean of per-pixel ``ce`` over the kept samples, foreground pixels weighted ``fg_weight``."""
     w = sample_mask(mask, ce)
     if fg_weight != 1.0:
-        w = w * torch.where(index > 0, fg_weight, 1.0)
+        w = w * torch.where(labels > 0, fg_weight, 1.0)
     return weighted_mean(ce, w)
 
 
@@ -133,10 +140,7 @@ def partial_index_loss(
     ce = F.cross_entropy(
         logits.float().reshape(n * k, c, h, w), index_p.reshape(n * k, h, w), reduction="none"
     ).reshape(n, k, h, w)
-    wt = sample_mask(mask, ce)
-    if fg_weight != 1.0:
-        wt = wt * torch.where(index_p > 0, fg_weight, 1.0)
-    return weighted_mean(ce, wt)
+    return _fg_weighted_mean(ce, index_p, mask, fg_weight)
 
 
 def partial_uv_loss(

@@ -39,13 +39,11 @@ class AffineGrid(nn.Module):
         return grid.reshape(-1, self.height, self.width, 2)
 
 
-class GridRoIPool(Fp32Module):
-    """Pool ``num_rois`` affine RoIs per image from one feature map (bilinear, zeros outside).
+class RoIPoolGeometry(Fp32Module):
+    """What every RoI-pooling form shares: the feature map, RoI count and output size.
 
-    ``forward(features (B, C, H, W), theta (B, K, 2, 3)) -> (B, K*C, R, R)``, RoI-major
-    channels (all C channels of RoI 0, then RoI 1, ...), as DaNet's grouped partial-IUV conv
-    expects. ``align_corners=True`` matches the official code (written for torch 1.1).
-    An FP32 island: the grid holds sub-pixel coordinates, the index math of the pooling.
+    ``GridRoIPool`` and the export rewrites (gather, MatMul) derive from it, so a rewrite is
+    built from the module it replaces with ``Rewrite.like(pool)``.
     """
 
     def __init__(self, channels: int, height: int, width: int, out_size: int, num_rois: int):
@@ -55,6 +53,24 @@ class GridRoIPool(Fp32Module):
         self.width = int(width)
         self.out_size = int(out_size)
         self.num_rois = int(num_rois)
+
+    @classmethod
+    def like(cls, pool: RoIPoolGeometry):
+        """A pool of this class with the same geometry as ``pool``."""
+        return cls(pool.channels, pool.height, pool.width, pool.out_size, pool.num_rois)
+
+
+class GridRoIPool(RoIPoolGeometry):
+    """Pool ``num_rois`` affine RoIs per image from one feature map (bilinear, zeros outside).
+
+    ``forward(features (B, C, H, W), theta (B, K, 2, 3)) -> (B, K*C, R, R)``, RoI-major
+    channels (all C channels of RoI 0, then RoI 1, ...), as DaNet's grouped partial-IUV conv
+    expects. ``align_corners=True`` matches the official code (written for torch 1.1).
+    An FP32 island: the grid holds sub-pixel coordinates, the index math of the pooling.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, out_size: int, num_rois: int):
+        super().__init__(channels, height, width, out_size, num_rois)
         self.grid = AffineGrid(self.out_size)
 
     def sample(self, maps: Tensor, theta: Tensor) -> Tensor:
