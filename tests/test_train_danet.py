@@ -100,6 +100,26 @@ def test_pretrain_phase_trains_only_stage_one(tiny):
     assert any(p.grad is not None for p in model.img2iuv.iuv_est.parameters())
 
 
+def test_frozen_stage_one_trains_only_stage_two(tiny):
+    from hmrt.train.models import build
+    from hmrt.train.trainer import freeze_modules
+
+    body, shards = tiny
+    model = build("danet", "edge", body=str(body)).train()
+    frozen = freeze_modules(model, ["img2iuv"])
+    for m in frozen:
+        m.eval()
+    batch = _batch(shards, model)
+    crit = DanetCriterion.for_model(model)
+    pred = model(batch["image"])
+    assert "iuv_ann" not in pred  # the train-only head is skipped, not a KeyError
+    loss, terms = crit(pred, batch)
+    assert "smpl_pose" in terms and "iuv_ann" not in terms
+    loss.backward()
+    assert all(p.grad is None for p in model.img2iuv.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.regressor.parameters())
+
+
 def _hmrt(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     return subprocess.run(
@@ -166,6 +186,33 @@ def test_train_and_eval_cli(tiny, tmp_path):
     assert lines[2].startswith("model") and lines[3].startswith("mean pose+shape")
     assert all(float(x) > 0 for x in lines[2].split()[2:5])
     assert (tmp_path / "m.json").is_file()
+
+    # A second stage from those weights, stage 1 frozen.
+    proc = _hmrt(
+        "train",
+        *_danet_edge_args(body, shards),
+        "--val-data",
+        "none",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--init",
+        str(run / "best.pt"),
+        "--freeze",
+        "img2iuv",
+        "--out",
+        str(tmp_path / "stage2"),
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s2 = read_checkpoint(tmp_path / "stage2" / "last.pt")
+    assert s2["train_config"]["freeze"] == ["img2iuv"]
+    first = read_checkpoint(run / "best.pt")["state_dict"]
+    key = next(k for k in first if k.startswith("img2iuv.") and k.endswith("weight"))
+    assert torch.equal(s2["state_dict"][key], first[key])
 
     # Errors are one line and exit code 2.
     proc = _hmrt("train", "--data", str(shards), "--out", str(run))
@@ -251,3 +298,24 @@ def test_danet_resume_is_bit_exact(tiny, tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_diagnose_reports_stage_one_and_pose_shape_split(tiny, tmp_path):
+    from hmrt.train.data.dataset import ShardDataset
+    from hmrt.train.diagnose import JOINT_GROUPS, diagnose, format_report, main
+    from hmrt.train.models import build
+    from hmrt.train.sources import augment_config
+
+    body, shards = tiny
+    torch.manual_seed(0)
+    model = build("danet", "edge", body=str(body))
+    ds = ShardDataset(shards, augment=augment_config(model, train=False))
+    res = diagnose(model, ds, batch_size=4)
+    for key in ("part_accuracy", "foreground_recall", "background_accuracy"):
+        assert 0.0 <= res[key] <= 1.0
+    assert res["roi_centre_px"] > 0 and res["pa_mpjpe"] > 0
+    # ground-truth pose and betas together would be exact: each swap removes one error source
+    assert res["pa_mpjpe_gt_pose"] < res["pa_mpjpe"]
+    assert {f"rot:{g}" for g in JOINT_GROUPS} <= set(res)
+    assert "PA-MPJPE with ground-truth betas" in format_report(res, len(ds), "t")
+    assert main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2

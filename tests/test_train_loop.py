@@ -152,3 +152,32 @@ def test_augment_overrides_and_config_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("stepz: 7\n")
     with pytest.raises(InputError, match="unknown key"):
         TrainConfig.from_dict(load_yaml(tmp_path / "bad.yaml"))
+
+
+def test_freeze_keeps_module_fixed_and_in_eval_mode(tmp_path):
+    cfg = _cfg(steps=6, freeze=["conv"])
+    tr = _trainer(cfg, tmp_path)
+    before = {k: v.clone() for k, v in tr.model.conv.state_dict().items()}
+    head0 = tr.model.head[1].weight.detach().clone()
+    tr.fit()
+    after = tr.model.conv.state_dict()
+    # weights and BatchNorm running statistics both unchanged: eval mode while training
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(tr.model.head[1].weight, head0)
+    assert all(not p.requires_grad for p in tr.model.conv.parameters())
+    with pytest.raises(InputError, match="'nope' is not a module"):
+        _trainer(_cfg(steps=1, freeze=["nope"]), tmp_path / "bad")
+
+
+def test_init_starts_a_new_stage_from_checkpoint_weights(tmp_path):
+    from hmrt.train.checkpoint import load_weights_into
+
+    _trainer(_cfg(steps=4), tmp_path / "a").fit()
+    torch.manual_seed(123)
+    model = build("toy", "edge")
+    load_weights_into(model, tmp_path / "a" / "last.pt")
+    ref = load_checkpoint(tmp_path / "a" / "last.pt").state_dict()
+    assert all(torch.equal(model.state_dict()[k], ref[k]) for k in ref)
+    other = build("toy", "paper")  # hidden=64, not the checkpoint's 32
+    with pytest.raises(InputError, match=r"different model config.*hidden"):
+        load_weights_into(other, tmp_path / "a" / "last.pt")

@@ -149,6 +149,39 @@ def load_checkpoint(
     return model.eval() if eval_mode else model
 
 
+def load_weights_into(model: nn.Module, path: str | Path) -> None:
+    """Copy a checkpoint's weights into ``model`` (``--init``: start a new training stage).
+
+    The architecture must match exactly (same config): a mismatch raises :class:`InputError`
+    naming the checkpoint, instead of silently loading half the weights.
+    """
+    ckpt = read_checkpoint(path)
+    have = model_spec(model)["config"]
+    want = dict((ckpt.get("model") or {}).get("config") or {})
+    diff = sorted(k for k in set(have) | set(want) if _plain(have.get(k)) != _plain(want.get(k)))
+    if diff:
+        raise InputError(
+            f"{path}: built for a different model config (differs in {', '.join(diff)}); "
+            "pass the same --model/--variant/overrides as the checkpoint's run"
+        )
+    state = {
+        k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    model.load_state_dict(state)
+    want_body, have_body = ckpt.get("body_hash"), body_hash_of(model)
+    if want_body and have_body and want_body != have_body:
+        raise InputError(
+            f"{path}: trained with body model {want_body[:12]}, but this run uses "
+            f"{have_body[:12]}; pass the matching --body"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal (YAML/pickle round trips turn one into the other)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     """Write ``src``'s weights + configs only (no optimiser/RNG), fp16 floats if ``half``."""
     ckpt = read_checkpoint(src)

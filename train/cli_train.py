@@ -48,6 +48,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-samples", type=int, help="evaluate on the first N validation items")
     p.add_argument("--synth-epoch", type=int, help="synthetic samples per epoch (default 8192)")
     p.add_argument("--pretrain-iuv-steps", type=int, help="IUV-only warm-up steps (DaNet: 5000)")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (a new training stage; fresh optimiser)",
+    )
+    p.add_argument(
+        "--freeze",
+        metavar="PREFIX",
+        action="append",
+        help="keep the parameters under this module prefix fixed, BatchNorm in eval mode "
+        "(repeatable; e.g. img2iuv trains only DaNet's stage 2)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -71,6 +83,8 @@ FLAG_TO_KEY = {
     "val_samples": "val_samples",
     "synth_epoch": "synth_epoch",
     "pretrain_iuv_steps": "pretrain_iuv_steps",
+    "init": "init",
+    "freeze": "freeze",
 }
 
 
@@ -141,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(cfg.device, dist)  # fail early with a clear message
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = build(cfg.model, cfg.variant, body=cfg.body or None, **cfg.model_overrides)
+        if cfg.init and not args.resume:
+            from hmrt.train.checkpoint import load_weights_into
+
+            load_weights_into(model, cfg.init)
         criterion = DanetCriterion.for_model(model, cfg.loss)
         sources = train_sources(cfg, model, args.img_root)
         val = None

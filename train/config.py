@@ -63,6 +63,8 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 on GPUs that support it, else fp16; off on CPU
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     pretrain_iuv_steps: int = 0  # DaNet's IUV-only phase (official: 5000 steps)
+    init: str = ""  # checkpoint whose weights start the run (a new stage; optimiser starts fresh)
+    freeze: list[str] = field(default_factory=list)  # module-name prefixes kept fixed (eval mode)
     ckpt_every: int = 500
     eval_every: int = 0  # steps between evaluations; 0: once per epoch
     log_every: int = 20
@@ -77,6 +79,8 @@ class TrainConfig:
             raise InputError(f"amp = '{self.amp}': use one of {', '.join(AMP_MODES)}")
         if isinstance(self.data, str):
             self.data = [self.data]
+        if isinstance(self.freeze, str):
+            self.freeze = [self.freeze]
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
 

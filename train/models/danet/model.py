@@ -134,7 +134,6 @@ class DaNet(HmrModel):
             iuv_index=stage1["iuv_index"],
             iuv_u=stage1["iuv_u"],
             iuv_v=stage1["iuv_v"],
-            iuv_ann=stage1["iuv_ann"],
             heatmaps=stage1["heatmaps"],
             roi_centres=stage1["roi_centres"],
             roi_theta=stage1["roi_theta"],
@@ -144,6 +143,8 @@ class DaNet(HmrModel):
             refine_rotmats=params["refine_rotmats"],
             refine_positions=params["refine_positions"],
         )
+        if "iuv_ann" in stage1:  # absent when stage 1 is frozen (eval mode) for stage-2 training
+            out["iuv_ann"] = stage1["iuv_ann"]
         if drop:
             out["partdrop_keep"] = keep
         return out
