@@ -370,10 +370,21 @@ def _short(node_name: str) -> str:
     return "/".join(parts[-3:-1]) if len(parts) > 2 else node_name
 
 
+def _display_path(path) -> str:
+    """``path`` relative to the working directory when inside it (reports are committed)."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _weights_text(source) -> str:
     if source.weights == "random-init":
         return "random init (untrained: accuracy columns are not meaningful)"
-    text = f"{source.weights} `{source.weights_path}`"
+    text = f"{source.weights} `{_display_path(source.weights_path)}`"
     try:
         from hmrt.runtime.cache import file_sha256
         from hmrt.train.checkpoint import read_checkpoint
