@@ -132,6 +132,10 @@ def _hmrt(*args: str, **kw) -> subprocess.CompletedProcess:
     )
 
 
+_ONE_STEP = ("--steps", "1", "--batch-size", "2", "--workers", "0")
+"""``hmrt train`` flags for a one-step run of two samples without loader processes."""
+
+
 def _danet_edge_args(body, shards) -> list[str]:
     """``hmrt train`` flags selecting DaNet-edge on the tiny body and shards."""
     return ["--model", "danet", "--variant", "edge", "--body", str(body), "--data", str(shards)]
@@ -147,12 +151,7 @@ def test_train_and_eval_cli(tiny, tmp_path):
         str(shards),
         "--val-samples",
         "2",
-        "--steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
+        *_ONE_STEP,
         "--threads",
         "2",
         "--out",
@@ -193,12 +192,7 @@ def test_train_and_eval_cli(tiny, tmp_path):
         *_danet_edge_args(body, shards),
         "--val-data",
         "none",
-        "--steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
+        *_ONE_STEP,
         "--init",
         str(run / "best.pt"),
         "--freeze",

@@ -134,17 +134,9 @@ def load_checkpoint(
     """
     ckpt = read_checkpoint(path)
     model = build_from_checkpoint(ckpt, body)
-    state = {
-        k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-        for k, v in ckpt["state_dict"].items()
-    }
-    model.load_state_dict(state)
-    want, have = ckpt.get("body_hash"), body_hash_of(model)
-    if want and have and want != have:
-        raise InputError(
-            f"{path}: trained with body model {want[:12]}, but the loaded body model is "
-            f"{have[:12]}; pass the matching body file or retrain"
-        )
+    _load_state(
+        model, ckpt, path, "the loaded body model is", "pass the matching body file or retrain"
+    )
     model.to(device)
     return model.eval() if eval_mode else model
 
@@ -164,16 +156,20 @@ def load_weights_into(model: nn.Module, path: str | Path) -> None:
             f"{path}: built for a different model config (differs in {', '.join(diff)}); "
             "pass the same --model/--variant/overrides as the checkpoint's run"
         )
+    _load_state(model, ckpt, path, "this run uses", "pass the matching --body")
+
+
+def _load_state(model: nn.Module, ckpt: dict[str, Any], path: str | Path, who: str, fix: str):
+    """Load ``ckpt``'s weights as fp32 and refuse a body model other than the one trained with."""
     state = {
         k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
         for k, v in ckpt["state_dict"].items()
     }
     model.load_state_dict(state)
-    want_body, have_body = ckpt.get("body_hash"), body_hash_of(model)
-    if want_body and have_body and want_body != have_body:
+    want, have = ckpt.get("body_hash"), body_hash_of(model)
+    if want and have and want != have:
         raise InputError(
-            f"{path}: trained with body model {want_body[:12]}, but this run uses "
-            f"{have_body[:12]}; pass the matching --body"
+            f"{path}: trained with body model {want[:12]}, but {who} {have[:12]}; {fix}"
         )
 
 
