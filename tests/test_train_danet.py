@@ -294,6 +294,26 @@ def test_danet_resume_is_bit_exact(tiny, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_diagnose_stage_swaps_reproduce_the_model(tiny):
+    """The swap helpers re-run the model's own pipeline: with its own inputs, its own output."""
+    from hmrt.train.diagnose import _stage1_maps, _stage2_joints, stage2_on_gt_centres
+    from hmrt.train.models import build
+
+    body, _ = tiny
+    torch.manual_seed(0)
+    model = build("danet", "edge", body=str(body)).eval()
+    image = torch.randn(2, 3, *model.config.input_size)
+    with torch.no_grad():
+        ref = model(image)["joints3d"]
+        centres = model.img2iuv(image)["roi_centres"]
+        own = _stage2_joints(model, *_stage1_maps(model, image)[:2])
+        moved = stage2_on_gt_centres(model, image, centres)
+        shifted = stage2_on_gt_centres(model, image, centres + 0.2)
+    torch.testing.assert_close(own, ref)
+    torch.testing.assert_close(moved, ref)
+    assert not torch.allclose(shifted, ref)
+
+
 def test_diagnose_reports_stage_one_and_pose_shape_split(tiny, tmp_path):
     from hmrt.train.data.dataset import ShardDataset
     from hmrt.train.diagnose import JOINT_GROUPS, diagnose, format_report, main
@@ -305,11 +325,36 @@ def test_diagnose_reports_stage_one_and_pose_shape_split(tiny, tmp_path):
     model = build("danet", "edge", body=str(body))
     ds = ShardDataset(shards, augment=augment_config(model, train=False))
     res = diagnose(model, ds, batch_size=4)
-    for key in ("part_accuracy", "foreground_recall", "background_accuracy"):
+    for key in ("part_accuracy", "foreground_recall", "background_accuracy", "left_right_swapped"):
         assert 0.0 <= res[key] <= 1.0
-    assert res["roi_centre_px"] > 0 and res["pa_mpjpe"] > 0
+    assert res["roi_centre_px"] > 0 and res["roi_centre_px_ends"] > 0 and res["pa_mpjpe"] > 0
     # ground-truth pose and betas together would be exact: each swap removes one error source
     assert res["pa_mpjpe_gt_pose"] < res["pa_mpjpe"]
     assert {f"rot:{g}" for g in JOINT_GROUPS} <= set(res)
-    assert "PA-MPJPE with ground-truth betas" in format_report(res, len(ds), "t")
+    for key in ("pa_mpjpe_gt_centres", "pa_mpjpe_gt_iuv", "pa_mpjpe_gt_iuv_no_side"):
+        assert res[key] > 0
+    report = format_report(res, len(ds), "t")
+    assert "PA-MPJPE with ground-truth betas" in report
+    assert "RoIs on the ground-truth joints" in report and "IUV only" in report
     assert main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_hmrt_diagnose_cli_writes_json_and_rejects_bad_input(tiny, tmp_path, capsys):
+    import json
+
+    from hmrt.cli import main
+    from hmrt.train.checkpoint import save_checkpoint
+    from hmrt.train.models import build
+
+    body, shards = tiny
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", build("danet", "edge", body=str(body)))
+    out = tmp_path / "diag.json"
+    args = ["diagnose", "--checkpoint", str(ckpt), "--body", str(body), "--data", str(shards)]
+    assert main([*args, "--samples", "4", "--json", str(out), "--no-progress"]) == 0
+    assert "RoIs on the ground-truth joints" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["n"] == 4 and 0 <= saved["results"]["part_accuracy"] <= 1
+    bad = tmp_path / "bad.json"
+    assert main([*args, "--samples", "0", "--json", str(bad)]) == 2
+    assert "--samples" in capsys.readouterr().err and not bad.exists()

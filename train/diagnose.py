@@ -1,13 +1,21 @@
 """Where a DaNet checkpoint's 3D error comes from: stage-1 quality and a pose/shape split.
 
-``python -m hmrt.train.diagnose --checkpoint CKPT [--data synth-val] [--samples 256]`` prints
+``hmrt diagnose --checkpoint CKPT [--data synth-val] [--samples 256] [--json PATH]`` (or
+``python -m hmrt.train.diagnose``) prints
 
 * stage 1 (the IUV estimator) against the dataset's dense labels: part accuracy and recall on
   the person's pixels, background accuracy, U/V error where the part is right, and the pixel
-  error of the soft-argmax joints that centre the RoIs (in input-crop pixels);
+  error of the soft-argmax joints that centre the RoIs (in input-crop pixels; all joints and
+  the extremities), and how often those joints fit better with left and right swapped (a
+  person seen from behind taken for one seen from the front, or the reverse);
 * stage 2 and the body: PA-MPJPE of the prediction, with the ground-truth betas swapped in
   (pose error alone) and with the ground-truth pose swapped in (shape error alone), plus the
-  mean rotation error per joint group.
+  mean rotation error per joint group;
+* what a better stage 1 would buy: PA-MPJPE when the RoIs are centred on the ground-truth
+  joints, and when stage 2 reads part/U/V maps built from the labels in the model's own RoIs
+  (:func:`stage2_on_gt_iuv`; once with the unsupervised background-channel U/V that the
+  cleaned maps pass on, once without). Stage 2 never saw such clean maps in training, so these
+  are estimates of the headroom, not bounds.
 
 It answers "which stage should training spend its steps on" (docs/TRAINING.md, "Where the
 error comes from"), which the end-to-end metrics of ``hmrt eval`` cannot.
@@ -15,14 +23,17 @@ error comes from"), which the end-to-end metrics of ``hmrt eval`` cannot.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from hmrt.runtime import metrics as M
+from hmrt.train.data.poses import FLIP_JOINT
+from hmrt.train.losses.iuv import partial_iuv_targets
 
 # SMPL joint groups for the rotation-error summary (rows of the 24 local rotations).
 JOINT_GROUPS: dict[str, tuple[int, ...]] = {
@@ -34,6 +45,10 @@ JOINT_GROUPS: dict[str, tuple[int, ...]] = {
     "elbows": (18, 19),
     "wrists, hands": (20, 21, 22, 23),
 }
+
+
+END_JOINTS: tuple[int, ...] = (7, 8, 10, 11, 20, 21, 22, 23)
+"""Ankles, feet, wrists and hands: the joints stage 1 finds worst."""
 
 
 def _angle_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -57,9 +72,82 @@ class _Sums:
         return self.total[key] / max(self.count[key], 1)
 
 
-def diagnose(model: torch.nn.Module, dataset, batch_size: int = 32) -> dict[str, float]:
+def _global_iuv(index: Tensor, u: Tensor, v: Tensor, size: tuple[int, int]) -> Tensor:
+    """Cleaned stage-2 global input ``(N, 75, h, w)`` from label maps ``(N, H, W)`` (nearest)."""
+    index = F.interpolate(index[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    u = F.interpolate(u[:, None].float(), size=size, mode="nearest")
+    v = F.interpolate(v[:, None].float(), size=size, mode="nearest")
+    onehot = F.one_hot(index, 25).permute(0, 3, 1, 2).float()
+    return torch.cat([u * onehot, v * onehot, onehot], dim=1)
+
+
+def _stage2_joints(model: torch.nn.Module, global_iuv: Tensor, partial_iuv: Tensor) -> Tensor:
+    """Stage 2 + body on given cleaned maps -> ``joints3d (N, 24, 3)``."""
+    k, r = partial_iuv.shape[1], model.config.roi_size
+    channels = 3 * partial_iuv.shape[3]
+    params = model.regressor(global_iuv, partial_iuv.reshape(-1, k, channels, r, r))
+    return model.body(params["rotmats"], params["betas"], params["cam"])[1]
+
+
+def _stage1_maps(model: torch.nn.Module, image: Tensor, centres: Tensor | None = None):
+    """Stage 1 in eval mode -> ``(global (N,75,h,w), partial (N,24,3,7,R,R), theta)``, cleaned.
+
+    ``centres`` (N, 24, 2) replaces the soft-argmax joints as RoI centres when given.
+    """
+    est = model.img2iuv
+    feats = est.iuv_est(image)
+    heads = est.final_pred
+    u, v = heads.predict_u(feats), heads.predict_v(feats)
+    onehot = est.clean.global_onehot(heads.predict_uv_index(feats))
+    if centres is None:
+        centres = est.soft_argmax(heads.predict_hm(feats))
+    theta = est.roi_theta(centres, onehot)
+    r = model.config.roi_size
+    partial = heads.predict_partial_iuv(est.roi_pool(feats, theta))
+    partial = partial.reshape(image.shape[0], centres.shape[1], 3, -1, r, r)
+    return est.clean.clean_global(u, v, onehot), est.clean.clean_partial(partial), theta
+
+
+def stage2_on_gt_centres(model: torch.nn.Module, image: Tensor, centres: Tensor) -> Tensor:
+    """``joints3d`` when stage 1's RoIs sit on ``centres`` (N, 24, 2) instead of its own joints."""
+    global_iuv, partial_iuv, _ = _stage1_maps(model, image, centres)
+    return _stage2_joints(model, global_iuv, partial_iuv)
+
+
+def stage2_on_gt_iuv(
+    model: torch.nn.Module, image: Tensor, batch: Mapping[str, Tensor], side_channel: bool = True
+) -> Tensor:
+    """``joints3d`` when stage 2 reads part/U/V maps built from the labels, in the model's RoIs.
+
+    Global map: the labels resized (nearest) to stage 1's feature size. Partial maps: the labels
+    warped into the model's own RoIs, as the partial-IUV loss builds its targets. The cleaned
+    maps pass the background channel's raw U and V on (official ``iuvmap_clean``); no loss
+    supervises them, so stage 2 may use them as a free feature channel. ``side_channel`` keeps
+    the model's values there (on the label's background pixels); False zeroes them (pure IUV).
+    """
+    pred_global, pred_partial, theta = _stage1_maps(model, image)
+    index, u, v = batch["iuv_index"].long(), batch["iuv_u"].float(), batch["iuv_v"].float()
+    n_parts = pred_global.shape[1] // 3
+    global_iuv = _global_iuv(index, u, v, tuple(pred_global.shape[-2:]))
+    r = model.config.roi_size
+    label, u_p, v_p = partial_iuv_targets(index, u, v, theta, model.part_table, (r, r))
+    onehot = F.one_hot(label, pred_partial.shape[3]).permute(0, 1, 4, 2, 3).float()
+    partial_iuv = torch.stack([u_p[:, :, None] * onehot, v_p[:, :, None] * onehot, onehot], dim=2)
+    if side_channel:
+        bg = global_iuv[:, 2 * n_parts : 2 * n_parts + 1]
+        for c in (0, n_parts):  # background U and V
+            global_iuv[:, c : c + 1] = pred_global[:, c : c + 1] * bg
+        for c in (0, 1):
+            partial_iuv[:, :, c, 0] = pred_partial[:, :, c, 0] * onehot[:, :, 0]
+    return _stage2_joints(model, global_iuv, partial_iuv)
+
+
+def diagnose(
+    model: torch.nn.Module, dataset, batch_size: int = 32, progress: bool = False
+) -> dict[str, float]:
     """The numbers described in the module docstring, averaged over ``dataset``."""
     from torch.utils.data import DataLoader
+    from tqdm import tqdm
 
     if not hasattr(model, "img2iuv"):
         raise ValueError("diagnose needs a DaNet checkpoint (a model with an IUV estimator)")
@@ -67,7 +155,8 @@ def diagnose(model: torch.nn.Module, dataset, batch_size: int = 32) -> dict[str,
     h, w = model.config.input_size
     half = torch.tensor([w / 2.0, h / 2.0])
     s = _Sums()
-    for b in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for b in tqdm(loader, desc="diagnose", leave=False, disable=not progress, unit="batch"):
         missing = {"iuv_index", "iuv_u", "iuv_v", "rotmats", "betas", "joints2d"} - set(b)
         if missing:
             raise ValueError(f"the data has no {', '.join(sorted(missing))} labels")
@@ -88,6 +177,14 @@ def diagnose(model: torch.nn.Module, dataset, batch_size: int = 32) -> dict[str,
             vis = b["joints2d_vis"] > 0
             err = ((s1["roi_centres"] - b["joints2d"][..., :2].float()) * half).norm(dim=-1)
             s.add("roi_centre_px", err[vis])
+            s.add("roi_centre_px_ends", err[:, list(END_JOINTS)][vis[:, list(END_JOINTS)]])
+            # front/back confusion: the centres fit better with left and right swapped
+            flipped = ((s1["roi_centres"][:, FLIP_JOINT] - b["joints2d"][..., :2]) * half).norm(
+                dim=-1
+            )
+            n_vis = vis.sum(1).clamp(min=1)
+            swapped = (flipped * vis).sum(1) / n_vis < (err * vis).sum(1) / n_vis
+            s.add("left_right_swapped", swapped.float())
             gj = b["joints3d"].float().numpy()
             gj = gj - gj[:, :1]
             pj = out["joints3d"].numpy()
@@ -97,6 +194,12 @@ def diagnose(model: torch.nn.Module, dataset, batch_size: int = 32) -> dict[str,
                 ("pa_mpjpe_gt_pose", b["rotmats"].float(), out["betas"]),
             ):
                 _, j, _ = model.body(rot, betas, out["cam"])
+                s.add(key, M.pa_mpjpe(j.numpy(), gj))
+            centres = b["joints2d"][..., :2].float()
+            j = stage2_on_gt_centres(model, image, centres)
+            s.add("pa_mpjpe_gt_centres", M.pa_mpjpe(j.numpy(), gj))
+            for key, side in (("pa_mpjpe_gt_iuv", True), ("pa_mpjpe_gt_iuv_no_side", False)):
+                j = stage2_on_gt_iuv(model, image, b, side_channel=side)
                 s.add(key, M.pa_mpjpe(j.numpy(), gj))
             ang = _angle_deg(out["rotmats"], b["rotmats"].float())
             for name, rows in JOINT_GROUPS.items():
@@ -116,12 +219,19 @@ def format_report(res: Mapping[str, float], n: int, title: str) -> str:
         f"| background accuracy | {100 * res['background_accuracy']:.1f}% |",
         f"| U/V error where the part is right | {res['uv_error']:.3f} |",
         f"| RoI centre (soft-argmax joint) error | {res['roi_centre_px']:.1f} px |",
+        f"| the same at ankles, feet, wrists, hands | {res['roi_centre_px_ends']:.1f} px |",
+        "| samples whose joints fit better left/right swapped"
+        f" | {100 * res['left_right_swapped']:.1f}% |",
         "",
         "| stage 2 + body | value |",
         "| --- | ---: |",
         f"| PA-MPJPE | {res['pa_mpjpe']:.1f} mm |",
         f"| PA-MPJPE with ground-truth betas (pose error) | {res['pa_mpjpe_gt_betas']:.1f} mm |",
         f"| PA-MPJPE with ground-truth pose (shape error) | {res['pa_mpjpe_gt_pose']:.1f} mm |",
+        f"| PA-MPJPE with RoIs on the ground-truth joints | {res['pa_mpjpe_gt_centres']:.1f} mm |",
+        f"| PA-MPJPE with ground-truth part/U/V maps in its RoIs | {res['pa_mpjpe_gt_iuv']:.1f} mm |",
+        "| the same, background-channel U/V zeroed (IUV only)"
+        f" | {res['pa_mpjpe_gt_iuv_no_side']:.1f} mm |",
     ]
     for name in JOINT_GROUPS:
         lines.append(f"| rotation error, {name} | {res['rot:' + name]:.1f} deg |")
@@ -129,35 +239,10 @@ def format_report(res: Mapping[str, float], n: int, title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (one-line errors, exit code 2, like the hmrt CLI)."""
-    from hmrt.runtime.errors import InputError
-    from hmrt.train.checkpoint import load_checkpoint
-    from hmrt.train.sources import eval_dataset
+    """``python -m hmrt.train.diagnose``: the same as ``hmrt diagnose``."""
+    from hmrt.cli import main as hmrt_main
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="DaNet checkpoint (hmrt train / weights)")
-    ap.add_argument("--data", default="synth-val", help="synth-val or a shard directory")
-    ap.add_argument("--samples", type=int, default=256, help="first N items (default 256)")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    args = ap.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
-        model = load_checkpoint(args.checkpoint)
-        if not hasattr(model, "img2iuv"):
-            raise InputError(f"{args.checkpoint}: not a DaNet checkpoint; diagnose needs DaNet")
-        dataset = eval_dataset(args.data, model, args.samples)
-        try:
-            res = diagnose(model, dataset)
-        except ValueError as exc:
-            raise InputError(
-                f"{args.data}: {exc}; diagnose needs dense labels (synth-val or synthetic shards)"
-            ) from exc
-    except InputError as exc:
-        print(f"hmrt diagnose: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_report(res, len(dataset), f"{args.checkpoint} on {args.data}"))
-    return 0
+    return hmrt_main(["diagnose", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -83,7 +83,12 @@ def eval_dataset(
         return synth_val_dataset(size=n, augment=aug)
     if spec == "synth":
         raise InputError("evaluate on synth-val (the frozen set), not on the training stream")
-    return _file_dataset(spec, aug, img_root, None)
+    ds = _file_dataset(spec, aug, img_root, None)
+    if 0 < size < len(ds):
+        from torch.utils.data import Subset
+
+        ds = Subset(ds, range(size))
+    return ds
 
 
 def _file_dataset(spec: str, aug, img_root: str | None, seed: int | None) -> Dataset:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("hmrt.train.models.cli", "model zoo: parameter counts and GFLOPs"),
     "train": ("hmrt.train.cli_train", "train a model"),
     "eval": ("hmrt.commands.eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
+    "diagnose": ("hmrt.train.cli_diagnose", "where a DaNet checkpoint's error comes from"),
     "calibrate": ("hmrt.calib.cli", "INT8 calibration: write a Q/DQ ONNX graph"),
     "export": ("hmrt.export.cli_export", "export a model to ONNX (or a Triton repository)"),
     "build-engine": ("hmrt.export.build_engine", "build a TensorRT engine from a model or ONNX"),
