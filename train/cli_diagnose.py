@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, score it on the data, print the report (and write the JSON)."""
     import torch
 
-    from hmrt.runtime.atomic import atomic_path
+    from hmrt.runtime.atomic import write_text_atomic
     from hmrt.runtime.errors import InputError
     from hmrt.train.checkpoint import load_checkpoint
     from hmrt.train.diagnose import diagnose, format_report
@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     title = f"{args.checkpoint} on {args.data}"
     print(format_report(res, len(dataset), title))
     if args.json:
-        with atomic_path(args.json) as tmp:
-            payload = {"checkpoint": str(args.checkpoint), "data": args.data, "n": len(dataset)}
-            tmp.write_text(json.dumps({**payload, "results": res}, indent=1) + "\n")
+        payload = {"checkpoint": str(args.checkpoint), "data": args.data, "n": len(dataset)}
+        write_text_atomic(args.json, json.dumps({**payload, "results": res}, indent=1) + "\n")
     return 0

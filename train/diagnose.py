@@ -72,13 +72,13 @@ class _Sums:
         return self.total[key] / max(self.count[key], 1)
 
 
-def _global_iuv(index: Tensor, u: Tensor, v: Tensor, size: tuple[int, int]) -> Tensor:
+def _global_iuv(model: torch.nn.Module, index: Tensor, u: Tensor, v: Tensor, size) -> Tensor:
     """Cleaned stage-2 global input ``(N, 75, h, w)`` from label maps ``(N, H, W)`` (nearest)."""
     index = F.interpolate(index[:, None].float(), size=size, mode="nearest")[:, 0].long()
     u = F.interpolate(u[:, None].float(), size=size, mode="nearest")
     v = F.interpolate(v[:, None].float(), size=size, mode="nearest")
-    onehot = F.one_hot(index, 25).permute(0, 3, 1, 2).float()
-    return torch.cat([u * onehot, v * onehot, onehot], dim=1)
+    onehot = F.one_hot(index, model.img2iuv.clean.global_classes.shape[1])
+    return model.img2iuv.clean.clean_global(u, v, onehot.permute(0, 3, 1, 2).float())
 
 
 def _stage2_joints(model: torch.nn.Module, global_iuv: Tensor, partial_iuv: Tensor) -> Tensor:
@@ -115,7 +115,11 @@ def stage2_on_gt_centres(model: torch.nn.Module, image: Tensor, centres: Tensor)
 
 
 def stage2_on_gt_iuv(
-    model: torch.nn.Module, image: Tensor, batch: Mapping[str, Tensor], side_channel: bool = True
+    model: torch.nn.Module,
+    image: Tensor,
+    batch: Mapping[str, Tensor],
+    side_channel: bool = True,
+    maps: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """``joints3d`` when stage 2 reads part/U/V maps built from the labels, in the model's RoIs.
 
@@ -124,11 +128,12 @@ def stage2_on_gt_iuv(
     maps pass the background channel's raw U and V on (official ``iuvmap_clean``); no loss
     supervises them, so stage 2 may use them as a free feature channel. ``side_channel`` keeps
     the model's values there (on the label's background pixels); False zeroes them (pure IUV).
+    ``maps``: stage 1's own ``_stage1_maps(model, image)`` when already computed.
     """
-    pred_global, pred_partial, theta = _stage1_maps(model, image)
+    pred_global, pred_partial, theta = _stage1_maps(model, image) if maps is None else maps
     index, u, v = batch["iuv_index"].long(), batch["iuv_u"].float(), batch["iuv_v"].float()
     n_parts = pred_global.shape[1] // 3
-    global_iuv = _global_iuv(index, u, v, tuple(pred_global.shape[-2:]))
+    global_iuv = _global_iuv(model, index, u, v, tuple(pred_global.shape[-2:]))
     r = model.config.roi_size
     label, u_p, v_p = partial_iuv_targets(index, u, v, theta, model.part_table, (r, r))
     onehot = F.one_hot(label, pred_partial.shape[3]).permute(0, 1, 4, 2, 3).float()
@@ -198,8 +203,9 @@ def diagnose(
             centres = b["joints2d"][..., :2].float()
             j = stage2_on_gt_centres(model, image, centres)
             s.add("pa_mpjpe_gt_centres", M.pa_mpjpe(j.numpy(), gj))
+            maps = _stage1_maps(model, image)
             for key, side in (("pa_mpjpe_gt_iuv", True), ("pa_mpjpe_gt_iuv_no_side", False)):
-                j = stage2_on_gt_iuv(model, image, b, side_channel=side)
+                j = stage2_on_gt_iuv(model, image, b, side_channel=side, maps=maps)
                 s.add(key, M.pa_mpjpe(j.numpy(), gj))
             ang = _angle_deg(out["rotmats"], b["rotmats"].float())
             for name, rows in JOINT_GROUPS.items():
