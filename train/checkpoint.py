@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
-    """Write weights + model spec + ``extra`` (train_config, optimizer, ...) atomically."""
+def checkpoint_payload(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """The dict :func:`save_checkpoint` writes (also built by ``hmrt import-checkpoint``)."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -85,6 +86,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     from hmrt import __version__
 
     payload.setdefault("hmrt_version", __version__)
+    return payload
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write weights + model spec + ``extra`` (train_config, optimizer, ...) atomically."""
+    payload = checkpoint_payload(model, **extra)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -93,17 +100,48 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict, checking that it is an hmrt checkpoint."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a checkpoint; pass the .pt file inside it")
     if not p.is_file():
-        raise InputError(f"checkpoint not found: {p}")
+        raise InputError(f"checkpoint not found: {p}; check the path")
     try:
         # weights_only: a checkpoint is plain containers and tensors, so loading one never runs
         # code from the file (the numpy RNG state is stored as a tensor for that reason).
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise InputError(f"{p}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        # torch's own text is several lines and advises weights_only=False, which would run
+        # the file's code: never pass that on. One line: what is wrong, and the fix.
+        raise InputError(f"{p}: cannot load this checkpoint: {_load_failure(exc)}; {FIX}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise InputError(f"{p}: not an hmrt checkpoint (written by `hmrt train`?)")
+        raise InputError(f"{p}: not an hmrt checkpoint; {FIX}")
     return ckpt
+
+
+FIX = (
+    "pass a checkpoint written by `hmrt train` (an official release: convert it with "
+    "`hmrt import-checkpoint`)"
+)
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words of hmrt's own."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found or "Unsupported global" in text:
+            name = f" ({found.group(1)})" if found else ""
+            return (
+                f"it holds Python objects{name} besides tensors and plain containers, and "
+                "hmrt never unpickles those because loading them can run code from the file"
+            )
+        return "it is not a PyTorch checkpoint (not a torch.save file, or a corrupt one)"
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    if "zip archive" in text or "central directory" in text:
+        return "the file is truncated or corrupt (an incomplete download or copy?)"
+    if isinstance(exc, OSError):
+        return f"the file cannot be read ({exc.strerror or type(exc).__name__})"
+    return f"it is not a PyTorch checkpoint ({type(exc).__name__})"
 
 
 def build_from_checkpoint(ckpt: dict[str, Any], body: Any = None) -> nn.Module:
