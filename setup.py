@@ -30,8 +30,19 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={
-        "hmrt.assets": ["**/*.npz", "**/*.json", "**/*.md", "**/*.pt", "**/LICENSE*", "**/*.txt"],
+        # The lean install runs `hmrt demo` from these alone: weights as ONNX, clip + truth.
+        "hmrt.assets": [
+            "**/*.npz",
+            "**/*.json",
+            "**/*.md",
+            "**/*.pt",
+            "**/*.onnx",
+            "**/*.mp4",
+            "**/LICENSE*",
+            "**/*.txt",
+        ],
         "hmrt.export": ["*.csv", "*.md", "*.json"],
+        "hmrt.train": ["models/*/official_manifest.json"],
     },
     include_package_data=True,
 )

@@ -159,9 +159,12 @@ def calibrate(
         preprocessor_from_onnx,
     )
     from hmrt.calib.qdq import QuantizeOptions, load_fp32_graph, quantize_to_qdq
+    from hmrt.runtime.model_info import onnx_contract
 
     _check_paths(onnx_path, out)
-    load_fp32_graph(onnx_path)  # fail on a bad ONNX before any crop is made
+    # Fail on a bad ONNX before any crop is made: a valid FP32 graph that also meets the
+    # runtime's model contract (a renamed input would give an INT8 graph `hmrt run` refuses).
+    onnx_contract(str(onnx_path), load_fp32_graph(onnx_path))
     options = QuantizeOptions(
         method=method,
         per_channel=per_channel,
@@ -218,6 +221,9 @@ def _modelopt(onnx_path: Path, out: Path, images, options, description: str):
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate and print what was written."""
+    from hmrt.runtime.atomic import check_writable
+
+    check_writable(args.out, "file", "--out")  # before the (long) calibration
     result = calibrate(
         args.onnx,
         args.out,

@@ -20,10 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="hmrt .onnx or .engine file")
     parser.add_argument("source", nargs="?", default="0", help="video file or camera index")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument(
+        "--detector", default="default", help="default (embedded), none, or a detector .onnx"
+    )
     args = parser.parse_args(argv)
 
     # One Reconstructor per video stream (it tracks the person and smooths over time).
-    rec = Reconstructor(args.model, smoothing="default")
+    rec = Reconstructor(args.model, smoothing="default", detector=args.detector)
     print(f"running on {rec.backend}")
     cap = cv2.VideoCapture(int(args.source) if args.source.isdigit() else args.source)
     count = 0
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             break
         result = rec(frame)
+        if not result.person_found:  # nobody detected, or the track was lost: re-acquiring
+            print(f"frame {count}: no person (score {result.person_score:.2f})")
+            count += 1
+            continue
         x, y, z = result.translation
         print(
             f"frame {count}: root at ({x:+.2f}, {y:+.2f}, {z:.2f}) m, "

@@ -53,7 +53,8 @@ class PersonMessage:
 class MeshRecovery:
     """Callback API: ``on_image(frame_bgr, stamp)`` runs hmrt and calls every subscriber.
 
-    Low-confidence frames (the tracker lost the person) are not published. One instance per
+    Frames without a person (``Result.person_found`` is False: nobody detected, the track
+    lost, a blank or out-of-image crop) are not published. One instance per
     camera stream; ROS executors may call ``on_image`` from any thread (the Reconstructor
     serialises calls on one instance).
     """
@@ -61,7 +62,6 @@ class MeshRecovery:
     def __init__(self, model: str, frame_id: str = "camera_optical_frame", **options):
         self.rec = Reconstructor(model, smoothing=options.pop("smoothing", "default"), **options)
         self.frame_id = frame_id
-        self.min_confidence = self.rec.tracker.min_confidence
         self._subscribers: list[Callable[[PersonMessage], None]] = []
 
     def subscribe(self, callback: Callable[[PersonMessage], None]) -> None:
@@ -71,10 +71,10 @@ class MeshRecovery:
     def on_image(self, frame_bgr: np.ndarray, stamp: float) -> PersonMessage | None:
         """Process one frame; returns (and publishes) the message, or None if not confident."""
         result: Result = self.rec(frame_bgr, timestamp=stamp)
-        if result.confidence < self.min_confidence:
+        if not result.person_found:
             return None
         msg = PersonMessage(
-            stamp, self.frame_id, result.joints3d, result.translation, result.confidence,
+            stamp, self.frame_id, result.joints3d, result.translation, result.person_score,
             result.timings["total"], result.backend,
         )  # fmt: skip
         for callback in self._subscribers:
@@ -161,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", help="video file for the non-ROS path")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument(
+        "--detector", default="default", help="default (embedded), none, or a detector .onnx"
+    )
     args = parser.parse_args(argv)
-    core = MeshRecovery(args.model, backend=args.backend)
+    core = MeshRecovery(args.model, backend=args.backend, detector=args.detector)
     if args.ros:
         try:
             import rclpy  # noqa: F401

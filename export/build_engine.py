@@ -1,15 +1,15 @@
 """Build a TensorRT engine (+ sidecar JSON) from a model, a checkpoint or an ONNX file.
 
-``python export/build_engine.py --model danet --fp16`` (from the repository root) and
-``hmrt build-engine ...`` share this parser. Steps: export (or take) the ONNX, audit it for the
-target TensorRT, pick the precision plan (:mod:`hmrt.export.precision_plan`), then build with the
-installed TensorRT (:mod:`hmrt.export.trt_build`) and write ``<name>.engine`` and
+``hmrt build-engine ...`` (from any folder) and ``python export/build_engine.py --model danet
+--fp16`` (the script form, from any folder too: see :func:`_bootstrap`) share this parser.
+Steps: export (or take, after checking it against the runtime's model contract) the ONNX, audit
+it for the target TensorRT, pick the precision plan (:mod:`hmrt.export.precision_plan`), then
+build with the installed TensorRT (:mod:`hmrt.export.trt_build`) and write ``<name>.engine`` and
 ``<name>.engine.json`` atomically. ``--int8`` builds from a Q/DQ graph (``--int8-mode qdq``,
 the default) or calibrates the FP32 graph with TensorRT's legacy entropy calibrator
 (``--int8-mode legacy``, TensorRT 8.6/10; :mod:`hmrt.export.int8_build`). Without TensorRT it
-stops after the ONNX with one line and exit code 2. Run as a script, ``export/`` is
-``sys.path[0]``: imports here are absolute (``hmrt.export...``) and no module in export/ is
-named like a top-level package.
+stops after the ONNX with one line and exit code 2. Outputs default to ``engines/`` in the
+current folder (ignored by git when that is the repository).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=Path("engines"),
-        help="output folder, or an .engine path (default: engines/)",
+        help="output folder, or an .engine path (default: engines/ in the current folder)",
     )
     parser.add_argument(
         "--timing-cache",
@@ -168,6 +168,7 @@ def prepare_onnx(
     )
     from hmrt.export.precision_plan import INT8_NEEDS_QDQ, has_qdq
     from hmrt.runtime.errors import InputError
+    from hmrt.runtime.model_info import onnx_contract
 
     legacy = precision == "int8" and int8_mode == "legacy"
 
@@ -182,6 +183,9 @@ def prepare_onnx(
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{args.onnx}: not a valid ONNX model ({first})") from exc
+        # The runtime's model contract (one input `image`, the outputs and their shapes, the
+        # hmrt metadata): an engine that `hmrt run` would refuse is not worth building.
+        onnx_contract(str(args.onnx), model)
         audit_model(model, target, str(args.onnx))
         if legacy:  # TensorRT calibrates the FP32 graph itself
             check_no_qdq(model, args.onnx)
@@ -210,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.export.batch_profile import check_against_graph, parse_batch_profile
     from hmrt.export.int8_build import check_legacy_available, int8_mode
     from hmrt.export.trt_api import TensorRTMissingError, import_tensorrt
+    from hmrt.runtime.atomic import check_writable
     from hmrt.runtime.errors import MissingDependencyError
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if precision == "int8" and mode == "legacy":
         check_legacy_available(trt, target)  # before any export or calibration
     engine, onnx_path, _ = _names(args, precision)
+    check_writable(engine, "file", "--out")  # before export, calibration or the build
     if args.onnx is None and precision == "fp16" and target != "11":
         # TensorRT 8.6/10 build FP16 from the FP32 graph (weakly typed, FP16 flag): name the
         # ONNX for what it holds, not for the engine's precision.
@@ -298,5 +304,27 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(["build-engine", *(sys.argv[1:] if argv is None else argv)])
 
 
+def _bootstrap() -> None:
+    """Make ``python export/build_engine.py`` work from any folder, installed or not.
+
+    Run as a script, Python puts ``export/`` first on ``sys.path``, where its modules could
+    shadow top-level packages: that entry is dropped. If ``hmrt`` is not importable (a checkout
+    without ``pip install -e .``), the checkout's own package is used: ``src/hmrt`` with the
+    repository root on its ``__path__``, which maps ``hmrt.runtime`` to ``runtime/`` and so on,
+    as setup.py does for an install.
+    """
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    try:
+        import hmrt
+    except ImportError:
+        repo = here.parent
+        sys.path.insert(0, str(repo / "src"))
+        import hmrt
+
+        hmrt.__path__.append(str(repo))
+
+
 if __name__ == "__main__":
+    _bootstrap()
     sys.exit(main())

@@ -112,11 +112,37 @@ def default_onnx_name(model: str, variant: str, precision: str, roi_pool: str | 
     return "_".join(parts) + ".onnx"
 
 
+def check_model_name(model: str | None, variant: str) -> None:
+    """InputError for a ``--model``/``--variant`` the zoo does not have, listing the choices.
+
+    Checked before looking for bundled weights: ``--model nosuch`` must say "unknown model",
+    not "has no bundled weights".
+    """
+    from hmrt.runtime.errors import InputError
+    from hmrt.train.models import get_entry, list_models
+
+    if model is None:
+        return
+    try:
+        entry = get_entry(model)
+    except InputError:
+        raise InputError(
+            f"--model {model!r}: unknown model; choose one of {', '.join(list_models())}"
+        ) from None
+    if variant not in entry.variants:
+        raise InputError(
+            f"--variant {variant!r}: model {model} has no such variant; choose one of "
+            f"{', '.join(entry.variants)}"
+        )
+
+
 def export_from_args(args: argparse.Namespace, out: Path | None = None, precision: str = "fp32"):
     """Load the model named by ``args`` and export it; returns the ExportResult."""
     from hmrt.export.model_source import load_model
     from hmrt.export.onnx_export import ExportOptions, export_model
 
+    if args.checkpoint is None:
+        check_model_name(args.model, args.variant)
     src = load_model(args.model, args.variant, args.checkpoint, args.random_init)
     if src.weights == "random-init":
         print(
@@ -137,6 +163,13 @@ def export_from_args(args: argparse.Namespace, out: Path | None = None, precisio
 
 def run(args: argparse.Namespace) -> int:
     """Export; print what was written and the audit warnings."""
+    from hmrt.runtime.atomic import check_writable
+
+    # Before the export: an unwritable output is one line naming it and the fix, not a trace.
+    if args.format == "triton":
+        check_writable(args.out or Path("triton_repo"), "dir", "--out")
+    else:
+        check_writable(args.out or Path.cwd(), "file" if args.out else "dir", "--out")
     if args.format == "triton":
         return _run_triton(args)
     result = export_from_args(args, args.out, args.precision)

@@ -39,21 +39,30 @@ class Annotator:
         self.draw_box = draw_box
 
     def warmup(self) -> None:
-        """Compile (or load from numba's cache) the renderer before timing starts."""
+        """Compile (or load from numba's cache) the mesh renderer before timing starts.
+
+        Without it a fresh install compiles on the first drawn frame, inside the timed loop
+        (the first demo ran at a third to a fifth of its steady frame rate); see
+        :func:`hmrt.runtime.render.warmup`.
+        """
         if self.faces is None:
             return
-        from hmrt.runtime import camera
-        from hmrt.runtime.render.overlay import render_overlay
+        from hmrt.runtime.render import warmup
 
-        tri = np.array([[-0.1, -0.1, 2.0], [0.1, -0.1, 2.0], [0.0, 0.1, 2.0]], np.float64)
-        render_overlay(np.zeros((16, 16, 3), np.uint8), tri, np.array([[0, 1, 2]], np.int32),
-                       camera.default_intrinsics(16, 16))  # fmt: skip
+        warmup()
 
     def __call__(self, frame: np.ndarray, result: Result | None, text: str = "") -> np.ndarray:
         """Annotated copy of ``frame`` (BGR); ``result`` None draws only the text."""
         from hmrt.runtime.render.overlay import draw_skeleton, render_overlay
 
         out = frame.copy()
+        if result is not None and not getattr(result, "person_found", True):
+            # No evidence of a person: draw no mesh or skeleton, only where hmrt looked.
+            if self.draw_box and result.roi_source != "none":
+                x0, y0, x1, y1 = (round(float(v)) for v in result.bbox)
+                cv2.rectangle(out, (x0, y0), (x1, y1), (0, 0, 255), 1, cv2.LINE_AA)
+            text = f"{text}  no person" if text else "no person"
+            result = None
         if result is not None:
             if self.faces is not None and result.vertices.shape[0] > 0:
                 render_overlay(out, result.vertices, self.faces, result.intrinsics, out=out)

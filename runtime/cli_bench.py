@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, default_model: Callable[[], Path] | None = Non
     # One inference per frame, as in steady-state tracking: the second pass that refines a
     # whole-frame re-acquisition would make the numbers depend on the model's accuracy.
     with load_reconstructor(args, smoothing=args.smooth, refine_acquisition=False) as rec:
-        print_backend(rec)
+        print_backend(rec, args.verbose)
         result = run_benchmark(
             rec, args.source, frames=args.frames, warmup=args.warmup, batch=args.batch,
             render=args.render,

@@ -21,6 +21,11 @@ class SourceError(InputError):
     """A video, image folder, image or camera that cannot be opened or read to its end."""
 
 
+class OutputError(HmrtError):
+    """An output file or folder that cannot be written (no permission, read-only or full
+    disk, a file where a folder is expected); the message names the path the user gave."""
+
+
 class FrameError(InputError):
     """A frame passed to the runtime that is not a BGR ``uint8 (H, W, 3)`` array."""
 

@@ -7,7 +7,9 @@ config file. This module parses those strings once into a typed :class:`ModelInf
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hmrt.runtime.errors import ModelLoadError
 
@@ -15,6 +17,23 @@ OUTPUTS = ("vertices", "joints3d", "joints2d", "cam", "rotmats", "betas")
 """Output names of the ONNX contract; the first four are required."""
 REQUIRED_OUTPUTS = OUTPUTS[:4]
 REQUIRED_KEYS = ("hmrt.input_size", "hmrt.mean", "hmrt.std")
+INPUT = "image"
+"""The one input of the contract, ``[N, 3, S, S]`` (S = ``hmrt.input_size``)."""
+
+Dim = int | str
+OUTPUT_SHAPES: dict[str, tuple[tuple[Dim, ...], ...]] = {
+    "vertices": (("N", "V", 3),),
+    "joints3d": (("N", "J", 3),),
+    "joints2d": (("N", "J", 2),),
+    "cam": (("N", 3),),
+    "rotmats": (("N", 24, 3, 3),),
+    "betas": (("N", 10),),
+    # Optional per-person evidence score (added to the contract by the detection work).
+    "person_score": (("N",), ("N", 1)),
+}
+"""Allowed shapes of each contract output: ints must match exactly, letters name a dimension
+that may be dynamic but must agree wherever it is static (``N`` with the input's batch, ``J``
+between ``joints3d`` and ``joints2d``). Several entries: any one of them."""
 
 
 @dataclass(frozen=True)
@@ -97,3 +116,132 @@ def check_outputs(path: str, names: list[str]) -> None:
             f"{path} lacks the output(s) {', '.join(missing)} of the hmrt ONNX contract "
             f"(has {', '.join(names) or 'none'}); re-export it with `hmrt export`"
         )
+
+
+def static_shape(shape: Sequence[Any] | None) -> tuple[int | None, ...] | None:
+    """A backend's reported shape with every dynamic dimension as None.
+
+    ONNX Runtime reports symbols (``'N'``) or None, TensorRT -1, ONNX protos 0 or a
+    ``dim_param``; all mean "decided at run time". None (unknown rank) stays None.
+    """
+    if shape is None:
+        return None
+    return tuple(d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None
+                 for d in shape)  # fmt: skip
+
+
+def _fmt(shape: Sequence[object]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _match(
+    shape: tuple[int | None, ...], want: tuple[Dim, ...], symbols: dict[str, int]
+) -> dict[str, int] | None:
+    """The symbol bindings under which ``shape`` fits ``want``, or None if it does not fit."""
+    if len(shape) != len(want):
+        return None
+    bound = dict(symbols)
+    for got, expected in zip(shape, want):
+        if got is None:
+            continue  # dynamic: decided at run time, accepted here
+        if isinstance(expected, int):
+            if got != expected:
+                return None
+        elif bound.setdefault(expected, got) != got:
+            return None
+    return bound
+
+
+def check_output_shapes(
+    path: str,
+    shapes: Mapping[str, Sequence[Any] | None],
+    batch: int | None = None,
+    unknown_rank_ok: bool = True,
+) -> None:
+    """Raise ModelLoadError naming the output and the shape the contract needs.
+
+    ``shapes``: output name -> reported shape (dynamic dims as None, -1, 0 or a string).
+    Outputs not in :data:`OUTPUT_SHAPES` are ignored; so are shapes of unknown rank (None, and
+    ``[]`` when ``unknown_rank_ok``: ONNX Runtime reports both for shapes it cannot infer),
+    which the runtime checks on the first inference instead (:func:`check_output_arrays`).
+    """
+    symbols: dict[str, int] = {} if batch is None else {"N": batch}
+    for name, alternatives in OUTPUT_SHAPES.items():
+        if name not in shapes:
+            continue
+        shape = static_shape(shapes[name])
+        if shape is None or (unknown_rank_ok and len(shape) == 0):
+            continue
+        for want in alternatives:
+            bound = _match(shape, want, symbols)
+            if bound is not None:
+                symbols = bound
+                break
+        else:
+            need = " or ".join(_fmt(w) for w in alternatives)
+            used = {d for want in alternatives for d in want if isinstance(d, str)}
+            known = ", ".join(f"{k}={v}" for k, v in symbols.items() if k in used)
+            raise ModelLoadError(
+                f"{path}: output {name} has shape {_fmt(shape)}, but the hmrt ONNX contract "
+                f"needs {need}{f' (with {known})' if known else ''}; this file was not made by "
+                "`hmrt export` or was edited: re-export it with `hmrt export`"
+            )
+
+
+def check_output_arrays(path: str, outputs: Mapping[str, Any], batch: int) -> None:
+    """Check the arrays of a real inference against the contract (catches undeclared shapes)."""
+    check_output_shapes(
+        path, {k: getattr(v, "shape", None) for k, v in outputs.items()}, batch,
+        unknown_rank_ok=False,
+    )  # fmt: skip
+
+
+def check_contract(
+    path: str,
+    inputs: Mapping[str, Sequence[Any] | None],
+    outputs: Mapping[str, Sequence[Any] | None],
+    metadata: Mapping[str, str],
+) -> ModelInfo:
+    """Check a model's I/O and metadata against the hmrt ONNX contract; return its info.
+
+    ``inputs``/``outputs``: name -> reported shape (as for :func:`check_output_shapes`). One
+    input ``image`` ``[N, 3, S, S]`` (S from ``hmrt.input_size`` when static), the required
+    outputs with contract shapes, and the ``hmrt.*`` metadata. Shared by the backends at load
+    time and by ``hmrt calibrate`` / ``hmrt build-engine`` before they start work, so a file
+    the runtime would refuse is refused up front with the same message.
+    """
+    names = list(inputs)
+    if names != [INPUT]:
+        raise ModelLoadError(
+            f"{path}: expected one input named 'image', found {names}; this is not an hmrt "
+            "model: re-export it with `hmrt export`"
+        )
+    check_outputs(path, list(outputs))
+    info = parse_metadata(path, dict(metadata))
+    shape = static_shape(inputs[INPUT])
+    if shape is not None and _match(shape, ("N", 3, info.res, info.res), {}) is None:
+        raise ModelLoadError(
+            f"{path}: input image has shape {_fmt(shape)}, but its metadata hmrt.input_size "
+            f"needs [N,3,{info.res},{info.res}]; re-export it with `hmrt export`"
+        )
+    batch = shape[0] if shape else None
+    check_output_shapes(path, outputs, batch)
+    return info
+
+
+def onnx_contract(path: str, model: Any) -> ModelInfo:
+    """:func:`check_contract` for an ``onnx.ModelProto`` (read duck-typed: the runtime never
+    imports onnx). Initializers listed as graph inputs (old IR versions) are not inputs."""
+    graph = model.graph
+    weights = {init.name for init in graph.initializer}
+
+    def shape_of(value: Any) -> list[int | str | None] | None:
+        tensor = value.type.tensor_type
+        if not tensor.HasField("shape"):
+            return None
+        return [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+
+    inputs = {v.name: shape_of(v) for v in graph.input if v.name not in weights}
+    outputs = {v.name: shape_of(v) for v in graph.output}
+    meta = {p.key: p.value for p in model.metadata_props}
+    return check_contract(path, inputs, outputs, meta)

@@ -28,22 +28,27 @@ import numpy as np
 
 from hmrt.runtime.result import Result
 from hmrt.runtime.sources import Frame, FrameSource
+from hmrt.runtime.stats import Samples
 
 _END = object()
-STAGES = ("decode", "preprocess", "inference", "postprocess", "smoothing", "render")
+STAGES = ("decode", "detection", "preprocess", "inference", "postprocess", "smoothing", "render")
 
 
 @dataclass
 class PipelineReport:
-    """What a run did: counts, wall time, per-stage milliseconds, end-to-end latency."""
+    """What a run did: counts, wall time, per-stage milliseconds, end-to-end latency.
+
+    The per-frame timings are :class:`~hmrt.runtime.stats.Samples` (exact count and mean, a
+    bounded sample for percentiles), so a long run's report does not grow with its frames.
+    """
 
     frames: int = 0
     capture_dropped: int = 0
     render_dropped: int = 0
     rendered: int = 0
     wall_s: float = 0.0
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    latency_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, Samples] = field(default_factory=lambda: {s: Samples() for s in STAGES})
+    latency_ms: Samples = field(default_factory=Samples)
     backend: str = ""
 
     @property
@@ -203,7 +208,9 @@ class Pipeline:
             frame, result, fps = item
             if self.render is not None:
                 t0 = time.perf_counter()
-                text = f"{fps:5.1f} FPS | {result.timings.get('total', 0):5.1f} ms | {self.report.backend}"
+                text = f"{result.timings.get('total', 0):5.1f} ms | {self.report.backend}"
+                if fps > 0:  # no rate from one frame (a single image, a video's first)
+                    text = f"{fps:5.1f} FPS | {text}"
                 image = self.render(frame, result, text)
                 self.report.stage_ms["render"].append((time.perf_counter() - t0) * 1e3)
                 if self.on_image is not None and self.on_image(image) is False:

@@ -41,8 +41,14 @@ class Result:
         bbox: ``(4,)`` the square crop used, as ``(x0, y0, x1, y1)`` image pixels.
         box: ``(3,)`` the same crop as ``(cx, cy, side)`` (``hmrt.runtime.camera`` boxes).
         intrinsics: ``(3, 3)`` the full-image camera matrix used for the translation.
-        confidence: tracker confidence in [0, 1] that the crop holds the person (1 for a
-            given bbox); below the tracker's threshold it re-acquires on the next frame.
+        confidence: tracker confidence in [0, 1] that the crop still follows one person
+            (geometry of the predicted joints: inside the crop, plausible size, no jump).
+        person_found: whether a person is in the crop, from evidence: a detector's score on
+            this frame or the last verified one, the tracker's geometry, the crop lying in the
+            image and a plausible depth. False: nothing is drawn and the arrays are not a
+            person (they are what the model returned for the crop, kept for shape).
+        person_score: the evidence as a number in [0, 1] (``person_found`` is
+            ``person_score >= threshold``); 1.0 only for a crop the caller pinned with a bbox.
         roi_source: where the crop came from: ``bbox``, ``detector``, ``track``, ``full``
             (whole frame, when nothing was found) or ``refine`` (a second pass around what
             the whole-frame pass found).
@@ -64,6 +70,8 @@ class Result:
     box: np.ndarray
     intrinsics: np.ndarray
     confidence: float = 1.0
+    person_found: bool = True
+    person_score: float = 1.0
     roi_source: str = "bbox"
     timings: dict[str, float] = field(default_factory=dict)
     backend: str = ""
@@ -77,6 +85,8 @@ class Result:
             "timestamp": round(float(self.timestamp), 6),
             "backend": self.backend,
             "confidence": round(float(self.confidence), 4),
+            "person_found": bool(self.person_found),
+            "person_score": round(float(self.person_score), 4),
             "roi_source": self.roi_source,
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()},
         }

@@ -15,10 +15,15 @@ top, hands and feet). A confidence in [0, 1] says whether that is still a person
 The confidence is the product of the three; below ``min_confidence`` the tracker re-acquires
 on the next frame: it calls the detector if one is given, else it crops the whole frame again.
 
-A detector is any callable ``frame -> boxes`` returning ``(K, 4)`` ``x0, y0, x1, y1`` boxes or
-``(K, 5)`` with a score (or a ``(boxes, scores)`` tuple). It is called on the first frame, on
-re-acquisition, and every ``detect_every`` frames if set; the box nearest the current track
-(else the highest-scoring one) is used.
+A detector is a :class:`~hmrt.runtime.detection.PersonDetector` (``frame -> Detections``) or
+any callable ``frame -> boxes`` returning ``(K, 4)`` ``x0, y0, x1, y1`` boxes or ``(K, 5)`` with a
+score (or a ``(boxes, scores)`` tuple). It is called on the first frame, on re-acquisition, and
+every ``detect_every`` frames if set; the box nearest the current track (else the
+highest-scoring one) is used. When it runs and finds nobody, the decision says so (source
+``none``): with a detector, an empty frame is never searched as if it held a person. Its score
+is kept as the track's evidence (``evidence``) until the next detection.
+
+The track is also dropped when its next crop would lie mostly outside the frame.
 """
 
 from __future__ import annotations
@@ -38,15 +43,22 @@ Detector = Callable[[np.ndarray], object]
 @dataclass
 class RoiDecision:
     """The crop box for a frame and where it came from: ``track``, ``detector``, ``full``
-    (whole frame), ``refine`` (second pass around a whole-frame result) or ``bbox`` (given)."""
+    (whole frame, no detector), ``refine`` (second pass around a whole-frame result), ``bbox``
+    (given) or ``none`` (the detector ran and found nobody; the box is the whole frame).
+
+    ``det_score`` is the detector's score of the chosen box when the detector ran on this
+    frame (0.0 for ``none``), else None."""
 
     box: np.ndarray
     source: str
+    det_score: float | None = None
 
 
 def parse_detections(raw: object) -> tuple[np.ndarray, np.ndarray]:
     """Normalise a detector's output to ``(K, 4)`` boxes and ``(K,)`` scores."""
     scores = None
+    if hasattr(raw, "boxes") and hasattr(raw, "scores"):  # hmrt.runtime.detection.Detections
+        raw = (raw.boxes, raw.scores)
     if isinstance(raw, tuple) and len(raw) == 2:
         raw, scores = raw
     boxes = np.asarray(raw, dtype=np.float64)
@@ -97,7 +109,9 @@ class RoiTracker:
         self.bbox_scale = float(bbox_scale)
         self.min_confidence = float(min_confidence)
         self.detector = detector
-        self.detect_every = detect_every
+        if detect_every is not None and (int(detect_every) != detect_every or detect_every < 1):
+            raise InputError(f"detect_every must be a whole number >= 1, got {detect_every!r}")
+        self.detect_every = None if detect_every is None else int(detect_every)
         self.min_scale, self.max_scale, self.max_jump = min_scale, max_scale, max_jump
         self.reset()
 
@@ -107,6 +121,7 @@ class RoiTracker:
         self._center: np.ndarray | None = None
         self._since_detect = 0
         self.confidence = 0.0
+        self.evidence: float | None = None
 
     @property
     def tracking(self) -> bool:
@@ -121,19 +136,25 @@ class RoiTracker:
             self._since_detect = 1  # this frame counts: detect_every=1 means every frame
             boxes, scores = parse_detections(self.detector(frame))
             if len(boxes):
-                return RoiDecision(self._pick(boxes, scores), "detector")
+                box, score = self._pick(boxes, scores)
+                self.evidence = score
+                return RoiDecision(box, "detector", score)
+            # Nobody there: say so rather than search the whole frame for a person.
+            self.reset()
+            self.evidence = 0.0
+            return RoiDecision(full_frame_box(w, h), "none", 0.0)
         self._since_detect += 1
         if self._box is not None:
             return RoiDecision(self._box.copy(), "track")
         return RoiDecision(full_frame_box(w, h), "full")
 
-    def _pick(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def _pick(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, float]:
         crops = camera.box_from_bbox(boxes, self.bbox_scale)
         if self._center is not None:
             i = int(np.argmin(np.linalg.norm(crops[:, :2] - self._center, axis=1)))
         else:
             i = int(np.argmax(scores))
-        return crops[i]
+        return crops[i], float(np.clip(scores[i], 0.0, 1.0))
 
     def update(
         self, joints2d: np.ndarray, used: RoiDecision, frame_shape: tuple[int, ...]
@@ -167,15 +188,34 @@ class RoiTracker:
         confidence = float(inside * scale_ok * jump_ok)
         self.confidence = confidence
         if confidence < self.min_confidence:
-            self.reset()
-            self.confidence = confidence
+            self.drop(confidence)
             return confidence
         h, w = frame_shape[:2]
         # Keep the crop from shrinking below 1/8 of the frame (a collapsed skeleton).
         new_side = max(extent * self.expand, max(h, w) / 8.0)
-        self._box = np.array([center[0], center[1], new_side])
+        box = np.array([center[0], center[1], new_side])
+        if inside_fraction(box, w, h) < 0.5:
+            # The skeleton walked off the frame: following it further crops only padding.
+            self.drop(confidence)
+            return confidence
+        self._box = box
         self._center = center
         return confidence
+
+    def drop(self, confidence: float = 0.0) -> None:
+        """Lose the track (the next frame re-acquires) but remember the last confidence."""
+        self.reset()
+        self.confidence = confidence
+
+
+def inside_fraction(box: np.ndarray, width: int, height: int) -> float:
+    """Fraction of the square crop ``(cx, cy, side)`` that lies inside a ``width x height``
+    frame (0 for a crop entirely outside it)."""
+    x0, y0, x1, y1 = camera.box_to_xyxy(np.asarray(box, dtype=np.float64))
+    iw = max(0.0, min(x1, width) - max(x0, 0.0))
+    ih = max(0.0, min(y1, height) - max(y0, 0.0))
+    area = max((x1 - x0) * (y1 - y0), 1e-9)
+    return float(iw * ih / area)
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:

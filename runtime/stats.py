@@ -9,27 +9,109 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-STAGE_ORDER = ("decode", "preprocess", "inference", "postprocess", "smoothing", "render")
+STAGE_ORDER = (
+    "decode",
+    "detection",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "smoothing",
+    "render",
+)
+RESERVOIR = 8192
+"""Values a :class:`Samples` keeps for percentiles (64 KiB of float64 per series)."""
 
 
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
-    """p50 / p90 / p99 / mean of ``values`` (NaN when empty)."""
+class Samples:
+    """Per-frame measurements in bounded memory: an exact count, sum, min and max, plus a
+    uniform random sample (reservoir, Vitter's algorithm R) of at most ``capacity`` values for
+    the percentiles.
+
+    A run of any length (a camera left on for days) thus keeps a fixed ~64 KiB per series
+    instead of a list that grows by one float per frame, while the mean stays exact and the
+    percentiles are those of a uniform sample of the whole run (exact up to ``capacity``
+    frames). Behaves like the list it replaces for the consumers: ``append``, ``len`` and
+    iteration (over the kept values), truthiness, and ``np.asarray``.
+    """
+
+    def __init__(self, capacity: int = RESERVOIR, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.count = 0
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+        self._kept = np.empty(0, np.float64)
+        self._rng = random.Random(seed)  # fixed seed: reproducible percentiles
+
+    def append(self, value: float) -> None:
+        """Add one measurement."""
+        v = float(value)
+        self.count += 1
+        self.total += v
+        self.min = min(self.min, v)
+        self.max = max(self.max, v)
+        if self.count <= self.capacity:
+            i, n = self.count - 1, len(self._kept)
+            if i >= n:  # grow by doubling up to capacity: short runs stay small
+                grown = np.empty(min(self.capacity, max(16, 2 * n)), np.float64)
+                grown[:n] = self._kept
+                self._kept = grown
+            self._kept[i] = v
+            return
+        j = self._rng.randrange(self.count)
+        if j < self.capacity:
+            self._kept[j] = v
+
+    @property
+    def mean(self) -> float:
+        """Exact mean over every value appended (NaN when empty)."""
+        return self.total / self.count if self.count else float("nan")
+
+    def values(self) -> np.ndarray:
+        """The kept values (all of them up to ``capacity``, then a uniform sample)."""
+        return self._kept[: min(self.count, self.capacity)]
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.values().tolist())
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        v = self.values()
+        return v.astype(dtype) if dtype is not None else v.copy()
+
+    def __repr__(self) -> str:
+        return f"Samples(count={self.count}, kept={len(self)}, mean={self.mean:.3f})"
+
+
+def percentiles(values: list[float] | np.ndarray | Samples) -> dict[str, float]:
+    """p50 / p90 / p99 / mean of ``values`` (NaN when empty); a :class:`Samples` gives its
+    exact mean and the percentiles of its kept sample."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan")}
     p50, p90, p99 = np.percentile(v, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(v.mean())}
+    mean = values.mean if isinstance(values, Samples) else float(v.mean())
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(mean)}
 
 
 def stage_table(
-    stage_ms: dict[str, list[float]], extra_rows: dict[str, list[float]] | None = None
+    stage_ms: dict[str, list[float]] | dict[str, Samples],
+    extra_rows: dict[str, list[float]] | None = None,
 ) -> str:
     """A plain-text table: one row per stage with p50/p90/p99/mean in milliseconds."""
     rows = [(s, stage_ms[s]) for s in STAGE_ORDER if stage_ms.get(s)]

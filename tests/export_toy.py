@@ -92,12 +92,14 @@ class ToyDaNet(nn.Module):
         verts, joints = self.body(rotmats, betas)
         root = joints[:, :1]
         joints3d = joints - root
+        # The contract has rotmats for SMPL's 24 joints: the toy poses K, the others stay identity.
+        rest = torch.eye(3).to(rotmats).expand(rotmats.shape[0], 24 - K, 3, 3)
         return {
             "vertices": verts - root,
             "joints3d": joints3d,
             "joints2d": (centres + 1.0) * 32.0,
             "cam": cam,
-            "rotmats": rotmats,
+            "rotmats": torch.cat([rotmats, rest], 1),
             "betas": betas,
         }
 

@@ -439,6 +439,36 @@ def test_overlay_changes_only_covered_pixels():
     render_overlay(frame, verts + np.array([1.0, 0, -2.8]), faces, K)
 
 
+def test_warmup_compiles_what_real_frames_run():
+    """After ``warmup()`` drawing a frame compiles nothing, whatever the caller's arrays are
+    (read-only body-model faces, float32 or strided vertices, float32 intrinsics): a fresh
+    install would otherwise compile inside the demo's timed loop."""
+    from hmrt.runtime.render import overlay, raster, warmup
+
+    warmup()
+    kernels = (overlay._vertex_normals, overlay._shade, raster._render_one)
+    before = [len(k.signatures) for k in kernels]
+    mesh, tris = body_like_mesh()
+    mesh = mesh + np.array([0.1, 0, 3.0])
+    faces = np.ascontiguousarray(tris, dtype=np.int32)
+    faces.flags.writeable = False  # like BodyModel's shared arrays
+    K = camera.intrinsics(90.0, 90.0, 80.0, 60.0)
+
+    def frozen(a: np.ndarray) -> np.ndarray:
+        a.flags.writeable = False
+        return a
+
+    for verts, K_in in (
+        (mesh.astype(np.float32), K.astype(np.float32)),  # a model's float32 output
+        (frozen(np.asfortranarray(mesh)), frozen(K.T.copy().T)),  # strided, read-only
+        (frozen(mesh.copy()), frozen(K.copy())),  # read-only float64
+    ):
+        frame = np.zeros((120, 160, 3), np.uint8)
+        render_overlay(frame, verts, faces, K_in, out=frame)
+        assert frame.any()
+    assert [len(k.signatures) for k in kernels] == before
+
+
 def test_overlay_draws_joints_and_skeleton():
     frame = np.zeros((60, 80, 3), np.uint8)
     joints = np.array([[20.5, 30.5], [60.5, 30.5], [np.nan, 0.0]])

@@ -10,7 +10,9 @@ from hmrt.runtime.annotate import Annotator, default_faces
 
 
 def test_overlay_mesh_joints_and_text(tmp_path):
-    rec = Reconstructor(make_blob_model(tmp_path / "b.onnx", num_vertices=4), "onnxruntime-cpu")
+    rec = Reconstructor(
+        make_blob_model(tmp_path / "b.onnx", num_vertices=4), "onnxruntime-cpu", detector="none"
+    )
     frame = np.full((240, 320, 3), 30, np.uint8)
     res = rec(blob_frame(320, 240, (160, 120), (40, 120)), bbox=(120, 50, 200, 190))
     # A big quad in front of the camera, centred on the person's root.

@@ -24,7 +24,7 @@ def test_embed_minimal(files):
     model, video = files
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "embed_minimal.py"), str(model), str(video),
-         "--max-frames", "4"],
+         "--max-frames", "4", "--detector", "none"],  # a blob is no person to a detector
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -36,7 +36,7 @@ def test_ros2_example_without_ros(files):
     model, video = files
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "ros2_node.py"), "--model", str(model),
-         "--video", str(video), "--max-frames", "5"],
+         "--video", str(video), "--max-frames", "5", "--detector", "none"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -53,7 +53,7 @@ def test_ros2_callback_api_in_process(files):
     finally:
         sys.path.remove(str(EXAMPLES))
     assert "rclpy" not in sys.modules  # imported only when the ROS node runs
-    core = ros2_node.MeshRecovery(str(files[0]), backend="onnxruntime-cpu")
+    core = ros2_node.MeshRecovery(str(files[0]), backend="onnxruntime-cpu", detector="none")
     got = []
     core.subscribe(got.append)
     msg = core.on_image(blob_frame(320, 240, (160, 120)), 0.0)

@@ -48,7 +48,7 @@ class FrameList(FrameSource):
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
     return Reconstructor(
-        make_blob_model(tmp_path_factory.mktemp("m") / "b.onnx"), "onnxruntime-cpu"
+        make_blob_model(tmp_path_factory.mktemp("m") / "b.onnx"), "onnxruntime-cpu", detector="none"
     )
 
 

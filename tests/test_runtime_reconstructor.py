@@ -26,7 +26,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rec(model):
-    return Reconstructor(model, backend="onnxruntime-cpu", threads=1)
+    return Reconstructor(model, backend="onnxruntime-cpu", threads=1, detector="none")
 
 
 def test_import_is_light_and_lazy():
@@ -51,7 +51,14 @@ def test_result_fields_and_backend(rec, model):
     assert res.betas.shape == (10,) and res.translation.shape == (3,)
     assert res.intrinsics.shape == (3, 3) and res.bbox.shape == (4,)
     assert res.roi_source == "bbox" and res.confidence == 1.0
-    assert set(res.timings) == {"preprocess", "inference", "postprocess", "smoothing", "total"}
+    assert set(res.timings) == {
+        "detection",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "smoothing",
+        "total",
+    }
     assert rec.info.model == "blob" and rec.info.res == 224
     # The crop is the SPIN-style square around the bbox (1.2 x the longer side).
     np.testing.assert_allclose(res.box, [300, 240, 1.2 * 240], atol=1e-4)

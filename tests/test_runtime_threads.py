@@ -30,9 +30,15 @@ def _run(rec: Reconstructor, frames: list[np.ndarray]) -> list[np.ndarray]:
 def test_two_threads_match_sequential(model):
     seqs = [_sequence(0), _sequence(60)]
     expected = [
-        _run(Reconstructor(model, backend="onnxruntime-cpu", smoothing="default"), s) for s in seqs
+        _run(
+            Reconstructor(model, backend="onnxruntime-cpu", smoothing="default", detector="none"), s
+        )
+        for s in seqs
     ]
-    recs = [Reconstructor(model, backend="onnxruntime-cpu", smoothing="default") for _ in seqs]
+    recs = [
+        Reconstructor(model, backend="onnxruntime-cpu", smoothing="default", detector="none")
+        for _ in seqs
+    ]
     got: list = [None, None]
     errors: list = []
     barrier = threading.Barrier(2)
@@ -57,7 +63,7 @@ def test_two_threads_match_sequential(model):
 
 def test_shared_instance_is_serialised_not_corrupted(model):
     """Calls on one instance from two threads are safe (locked); each gets a valid result."""
-    rec = Reconstructor(model, backend="onnxruntime-cpu")
+    rec = Reconstructor(model, backend="onnxruntime-cpu", detector="none")
     frame = blob_frame(480, 360, (240, 180), (40, 120))
     ref = rec.reconstruct_batch(frame, [(200, 100, 280, 260)])[0]
     results: list = []

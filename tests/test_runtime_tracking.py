@@ -20,7 +20,7 @@ def model(tmp_path_factory):
 
 
 def test_acquire_then_follow_a_moving_person(model):
-    rec = Reconstructor(model, backend="onnxruntime-cpu")
+    rec = Reconstructor(model, backend="onnxruntime-cpu", detector="none")
     sources, errors = [], []
     for i in range(20):
         cx = 150 + 15 * i
@@ -37,7 +37,7 @@ def test_acquire_then_follow_a_moving_person(model):
 
 
 def test_reacquire_when_the_person_disappears_and_reappears(model):
-    rec = Reconstructor(model, backend="onnxruntime-cpu")
+    rec = Reconstructor(model, backend="onnxruntime-cpu", detector="none")
     for i in range(3):
         assert rec(blob_frame(W, H, (200 + 5 * i, 240), (50, 150))).confidence > 0.9
     empty = np.full((H, W, 3), 20, np.uint8)
@@ -111,7 +111,7 @@ def test_parse_detections_formats():
 
 
 def test_without_refinement_the_first_frame_is_the_whole_frame(model):
-    rec = Reconstructor(model, backend="onnxruntime-cpu", refine_acquisition=False)
+    rec = Reconstructor(model, backend="onnxruntime-cpu", refine_acquisition=False, detector="none")
     first = rec(blob_frame(W, H, (200, 240), (50, 150)))
     assert first.roi_source == "full"
     np.testing.assert_allclose(first.box, [W / 2, H / 2, W])

@@ -30,7 +30,7 @@ def test_repository_layout_and_config(tmp_path):
     assert [(i.name, list(i.dims)) for i in cfg.input] == [("image", [3, 64, 64])]
     outputs = {o.name: list(o.dims) for o in cfg.output}
     assert outputs == {"vertices": [30, 3], "joints3d": [4, 3], "joints2d": [4, 2], "cam": [3],
-                       "rotmats": [4, 3, 3], "betas": [10]}  # fmt: skip
+                       "rotmats": [24, 3, 3], "betas": [10]}  # fmt: skip
     from tritonclient.grpc import model_config_pb2
 
     assert all(o.data_type == model_config_pb2.TYPE_FP32 for o in cfg.output)

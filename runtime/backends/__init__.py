@@ -13,13 +13,13 @@ import logging
 import os
 from pathlib import Path
 
-from hmrt.runtime.backends.base import Backend
+from hmrt.runtime.backends.base import Backend, check_model_file
 from hmrt.runtime.errors import BackendUnavailableError, ModelLoadError
 
 ONNXRUNTIME_BACKENDS = ("onnxruntime", "onnxruntime-trt", "onnxruntime-cuda", "onnxruntime-cpu")
 BACKENDS = ("auto", "tensorrt", *ONNXRUNTIME_BACKENDS)
 
-__all__ = ["BACKENDS", "Backend", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "check_model_file", "open_backend"]
 log = logging.getLogger("hmrt.runtime")
 
 
@@ -48,8 +48,7 @@ def _open(path, backend, threads, cuda, cuda_graph, device) -> Backend:
         raise BackendUnavailableError(
             f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    if not path.exists():
-        raise ModelLoadError(f"{path}: model file not found; check the path")
+    check_model_file(path)
     suffix = path.suffix.lower()
     if suffix in (".engine", ".plan", ".trt"):
         if backend not in ("auto", "tensorrt"):

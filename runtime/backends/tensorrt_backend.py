@@ -23,11 +23,16 @@ from types import ModuleType
 
 import numpy as np
 
-from hmrt.runtime.backends.base import Backend
+from hmrt.runtime.backends.base import Backend, check_model_file
 from hmrt.runtime.backends.cuda_api import CudaApi, open_cuda
 from hmrt.runtime.backends.engine_sidecar import check_sidecar, read_sidecar
 from hmrt.runtime.errors import BackendUnavailableError, ModelLoadError
-from hmrt.runtime.model_info import OUTPUTS, check_outputs, parse_metadata
+from hmrt.runtime.model_info import (
+    OUTPUTS,
+    check_output_shapes,
+    check_outputs,
+    parse_metadata,
+)
 
 log = logging.getLogger("hmrt.runtime")
 TENSORRT_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
@@ -107,8 +112,7 @@ class TensorRTBackend(Backend):
         self._graphs: dict[int, object] = {}
         self._stream = None
         path = Path(path)
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: engine file not found; check the path")
+        check_model_file(path, "engine file")
         trt = import_tensorrt()
         self.trt = trt
         sidecar = read_sidecar(path)
@@ -161,6 +165,10 @@ class TensorRTBackend(Backend):
         if inputs != ["image"]:
             raise ModelLoadError(f"{path}: expected one input 'image', found {inputs}")
         check_outputs(str(path), outputs)
+        # Static output dims against the contract (-1 = dynamic), before any buffer is sized.
+        check_output_shapes(
+            str(path), {n: [int(d) for d in engine.get_tensor_shape(n)] for n in outputs}
+        )
         self.output_names = [n for n in OUTPUTS if n in outputs]
         # Inputs: (min, opt, max) of profile 0 (get_tensor_profile_shape is input-only).
         shape = tuple(engine.get_tensor_shape("image"))

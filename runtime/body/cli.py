@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "info":
         print(describe(BodyModel(args.path)))
         return 0
-    from hmrt.runtime.body.smpl_import import import_smpl
+    from hmrt.runtime.atomic import check_writable
+    from hmrt.runtime.body.smpl_import import default_output, import_smpl
     from hmrt.runtime.errors import InputError
 
+    check_writable(args.out or default_output(Path(args.file)), "file", "--out")
     if args.betas < 1:
         raise InputError(f"--betas must be at least 1, got {args.betas}")
     out = import_smpl(args.file, args.out, n_betas=args.betas)

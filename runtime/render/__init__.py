@@ -19,7 +19,7 @@ from hmrt.runtime.render.maps import (
     silhouette,
     uv_raster,
 )
-from hmrt.runtime.render.overlay import draw_skeleton, render_overlay, vertex_normals
+from hmrt.runtime.render.overlay import draw_skeleton, render_overlay, vertex_normals, warmup
 from hmrt.runtime.render.raster import Raster, rasterize
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "silhouette",
     "uv_raster",
     "vertex_normals",
+    "warmup",
 ]

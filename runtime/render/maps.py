@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from hmrt.runtime.errors import InputError
-from hmrt.runtime.render._jit import njit
+from hmrt.runtime.render._jit import kernel_input, njit
 from hmrt.runtime.render.raster import Raster, rasterize
 
 NUM_PARTS = 24
@@ -81,8 +81,8 @@ def _iuv_kernel(fid, bary, part, corner_uv, index, uv):
 
 
 def _flat(face_id: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    fid = np.ascontiguousarray(face_id, dtype=np.int32).reshape(-1)
-    b = np.ascontiguousarray(bary, dtype=np.float32).reshape(-1, 3)
+    fid = kernel_input(face_id, np.int32).reshape(-1)
+    b = kernel_input(bary, np.float32).reshape(-1, 3)
     if b.shape[0] != fid.shape[0]:
         raise InputError(f"bary {bary.shape} does not match face_id {face_id.shape}")
     return fid, b
@@ -103,7 +103,7 @@ def part_map(face_id: np.ndarray, dp_I: np.ndarray) -> np.ndarray:
 def interpolate_corners(face_id: np.ndarray, bary: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """Per-face-corner attributes ``(F, 3, C)`` -> ``(..., H, W, C)`` float32, 0 on background."""
     fid, b = _flat(face_id, bary)
-    c = np.ascontiguousarray(corners, dtype=np.float32)
+    c = kernel_input(corners, np.float32)
     out = np.empty((fid.shape[0], c.shape[2]), dtype=np.float32)
     _interp_corners(fid, b, c, out)
     return out.reshape(*np.shape(face_id), c.shape[2])
@@ -114,18 +114,18 @@ def interpolate_vertices(
 ) -> np.ndarray:
     """Per-vertex attributes ``(V, C)`` -> ``(..., H, W, C)`` float32, 0 on background."""
     fid, b = _flat(face_id, bary)
-    vals = np.ascontiguousarray(values, dtype=np.float32)
+    vals = kernel_input(values, np.float32)
     vals2 = vals.reshape(vals.shape[0], -1)
     out = np.empty((fid.shape[0], vals2.shape[1]), dtype=np.float32)
-    _interp_vertices(fid, b, np.ascontiguousarray(faces, dtype=np.int32), vals2, out)
+    _interp_vertices(fid, b, kernel_input(faces, np.int32), vals2, out)
     return out.reshape(*np.shape(face_id), *vals.shape[1:])
 
 
 def iuv(raster: Raster, dp_I: np.ndarray, dp_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DensePose IUV of a raster: ``I`` uint8 (..., H, W) and ``uv`` float32 (..., H, W, 2)."""
     fid, b = _flat(raster.face_id, raster.bary)
-    part = np.ascontiguousarray(dp_I, dtype=np.uint8)
-    corner_uv = np.ascontiguousarray(dp_uv, dtype=np.float32)
+    part = kernel_input(dp_I, np.uint8)
+    corner_uv = kernel_input(dp_uv, np.float32)
     if corner_uv.shape != (part.shape[0], 3, 2):
         raise InputError(f"dp_uv must be (F, 3, 2) for F = {part.shape[0]}, got {corner_uv.shape}")
     index = np.empty(fid.shape[0], dtype=np.uint8)

@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from hmrt.runtime.errors import InputError
-from hmrt.runtime.render._jit import njit
+from hmrt.runtime.render._jit import kernel_input, njit
 
 
 class Raster(NamedTuple):
@@ -261,9 +261,9 @@ def rasterize(
     right shapes and dtypes to overwrite, e.g. the previous call's result, which saves the
     page faults of fresh output memory when rendering many batches. Returns a :class:`Raster`.
     """
-    verts = np.ascontiguousarray(vertices, dtype=np.float64)
-    tris = np.ascontiguousarray(faces, dtype=np.int32)
-    Kf = np.ascontiguousarray(K, dtype=np.float64)
+    verts = kernel_input(vertices, np.float64)
+    tris = kernel_input(faces, np.int32)
+    Kf = kernel_input(K, np.float64)
     if verts.ndim not in (2, 3) or verts.shape[-1] != 3:
         raise InputError(f"vertices must be (V, 3) or (N, V, 3), got {verts.shape}")
     if tris.ndim != 2 or tris.shape[1] != 3:
@@ -287,11 +287,14 @@ def rasterize(
             ("bary", bary, (*lead, height, width, 3), np.float32),
             ("depth", depth, (*lead, height, width), np.float32),
         ):
-            if arr.shape != shape or arr.dtype != dtype or not arr.flags.c_contiguous:
-                raise InputError(f"out.{name} must be a C-contiguous {dtype.__name__} {shape}")
+            if (arr.shape != shape or arr.dtype != dtype or not arr.flags.c_contiguous
+                    or not arr.flags.writeable):  # fmt: skip
+                raise InputError(
+                    f"out.{name} must be a writeable C-contiguous {dtype.__name__} {shape}"
+                )
     if verts.ndim == 2:
-        _render_one(verts, tris, Kf.reshape(3, 3), float(near), cull_back, fbuf, bary, depth)
+        _render_one(verts, tris, Kf.reshape(3, 3), float(near), bool(cull_back), fbuf, bary, depth)
     else:
-        Kb = np.ascontiguousarray(np.broadcast_to(Kf, (verts.shape[0], 3, 3)))
-        _render_batch(verts, tris, Kb, float(near), cull_back, fbuf, bary, depth)
+        Kb = kernel_input(np.broadcast_to(Kf, (verts.shape[0], 3, 3)), np.float64)
+        _render_batch(verts, tris, Kb, float(near), bool(cull_back), fbuf, bary, depth)
     return Raster(fbuf, bary, depth)

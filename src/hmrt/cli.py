@@ -10,9 +10,13 @@ several layers (``demo``, ``bench``, ``eval``) live in :mod:`hmrt.commands`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("hmrt.calib.cli", "INT8 calibration: write a Q/DQ ONNX graph"),
     "export": ("hmrt.export.cli_export", "export a model to ONNX (or a Triton repository)"),
     "build-engine": ("hmrt.export.build_engine", "build a TensorRT engine from a model or ONNX"),
+    "import-checkpoint": (
+        "hmrt.export.import_checkpoint",
+        "convert a released official checkpoint into an hmrt checkpoint",
+    ),
 }
 
 
@@ -53,17 +61,66 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object | No
     return parser, module
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt,
+    so every cleanup path that Ctrl-C takes (temporary ``.part`` files removed, a new empty
+    ``--save`` folder removed, threads stopped) runs for them too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+TERMINATING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """While the command runs, turn SIGTERM/SIGHUP into :class:`Terminated` (once: a second
+    signal during the cleanup is ignored so the cleanup can finish); restore the previous
+    handlers after. A signal already ignored (``nohup`` ignores SIGHUP) stays ignored. Only
+    the main thread can install handlers: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise Terminated(signum)
+
+    previous = {
+        s: signal.signal(s, handler)
+        for s in TERMINATING_SIGNALS
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run one subcommand; returns the process exit code."""
+    """Parse ``argv`` and run one subcommand; returns the process exit code (SIGINT 130,
+    SIGTERM 143, SIGHUP 129: 128 + the signal, after the same cleanup as Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser, module = _build_parser(argv)
-        args = parser.parse_args(argv)
-        if module is None:
-            parser.print_help()
-            return 0 if args.command is None else 2
-        return int(module.run(args) or 0)
+        with _terminate_like_ctrl_c():
+            parser, module = _build_parser(argv)
+            args = parser.parse_args(argv)
+            if module is None:
+                parser.print_help()
+                return 0 if args.command is None else 2
+            return int(module.run(args) or 0)
+    except Terminated as exc:
+        print(f"hmrt: terminated by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("hmrt: interrupted", file=sys.stderr)
         return 130
