@@ -216,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.runtime.video_job import process_source
 
     overrides = check_run_arguments(args)
+    if args.save is not None:
+        from hmrt.runtime.atomic import check_writable
+
+        check_writable(args.save, "dir", "--save")  # before the model or the camera opens
     source = open_source(args.source)
     try:
         rec = load_reconstructor(args, smoothing=args.smooth, fps=source.fps, **overrides)
