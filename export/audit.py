@@ -3,7 +3,8 @@
 Runs on every export (and on ``build_engine --onnx``). It checks the opset range, that every op
 is in the chosen version's parser table, the per-op restrictions and known traps from
 ``trt_onnx_support.json`` (GridSample opset-20 mode strings, 5-D GridSample, AffineGrid, NonZero,
-ScatterND with reduction, non-constant Reduce axes, Einsum on 8.x, ...). Errors name the node.
+ScatterND with reduction, ScatterElements reduction before 10 and its index count, non-constant
+Reduce axes, Einsum on 8.x, ...). Errors name the node.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from hmrt.export.trt_support import TrtVersion, load_support_table
 from hmrt.runtime.errors import InputError
 
 HINTS = {
-    "GridSample": "export with --roi-pool gather (no GridSample) for TensorRT < 8.5",
+    "GridSample": "export with --roi-pool gather / --uv-sample gather (no GridSample) for "
+    "TensorRT < 8.5",
     "AffineGrid": "build the sampling grid from a constant base grid and theta (hmrt AffineGrid)",
 }
 
@@ -109,6 +111,13 @@ def _check(rule: dict, node: onnx.NodeProto, ctx: _Context) -> str | None:
         if t is not None and t not in ctx.FLOATS:
             return f"input type {TensorProto.DataType.Name(t)}: {rule['why']}"
         return None
+    if kind == "scatter_indices_fit":
+        axis = _attr(node, "axis", 0)
+        data, index = ctx.dims(node.input[0]), ctx.dims(node.input[1])
+        sizes = (data[axis], index[axis]) if data and index else (None, None)
+        if all(isinstance(v, int) for v in sizes) and sizes[1] > sizes[0]:
+            return f"{sizes[1]} indices into {sizes[0]} along axis {axis}: {rule['why']}"
+        return None
     if kind == "no_double":
         if any(ctx.elem_type(t) == TensorProto.DOUBLE for t in node.output):
             return rule["why"]
@@ -135,6 +144,11 @@ class _Context:
         }
         self.constants = {t.name for t in g.initializer}
         self.constants |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
+        for n in g.node:  # shape inference leaves Constant outputs out of value_info
+            value = next((a.t for a in n.attribute if a.name == "value"), None)
+            if n.op_type == "Constant" and value is not None:
+                info = onnx.helper.make_tensor_value_info(n.output[0], value.data_type, value.dims)
+                self.values.setdefault(n.output[0], info)
         for t in g.initializer:
             self.values.setdefault(
                 t.name, onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
@@ -143,6 +157,16 @@ class _Context:
     def elem_type(self, name: str) -> int | None:
         v = self.values.get(name)
         return v.type.tensor_type.elem_type if v is not None else None
+
+    def dims(self, name: str) -> list[int | str | None] | None:
+        """Static sizes (int), symbolic names (str) or None per axis; None without a shape."""
+        v = self.values.get(name)
+        if v is None or not v.type.tensor_type.HasField("shape"):
+            return None
+        return [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in v.type.tensor_type.shape.dim
+        ]
 
     def rank(self, name: str) -> int | None:
         v = self.values.get(name)

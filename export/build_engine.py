@@ -94,6 +94,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="RoI pooling form (default: grid; gather for TRT 8.2/8.4; matmul: two MatMuls)",
     )
+    parser.add_argument(
+        "--uv-scatter",
+        choices=("add", "matmul"),
+        default=None,
+        help="image-to-UV scatter-mean form (default: add; matmul for TRT 8.x)",
+    )
+    parser.add_argument(
+        "--uv-sample",
+        choices=("gather", "grid"),
+        default=None,
+        help="UV map -> vertices form (default: gather; grid = GridSample, TRT >= 8.5)",
+    )
 
 
 def _installed_target(trt) -> str | None:

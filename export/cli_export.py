@@ -56,6 +56,20 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
         "ONNX Runtime CPU); default: grid, or gather for --trt-version 8.2/8.4",
     )
     g.add_argument(
+        "--uv-scatter",
+        choices=("add", "matmul"),
+        default=None,
+        help="image-to-UV scatter-mean (DecoMR): add = ScatterElements reduction=add "
+        "(TRT >= 10), matmul = one-hot MatMul (any TRT); default: add, or matmul for TRT 8.x",
+    )
+    g.add_argument(
+        "--uv-sample",
+        choices=("gather", "grid"),
+        default=None,
+        help="UV location map -> vertices (DecoMR): gather = constant table Gather/Mul/ReduceSum "
+        "(any TRT; default), grid = GridSample (TRT >= 8.5)",
+    )
+    g.add_argument(
         "--batch",
         type=batch_arg,
         default=None,
@@ -155,6 +169,8 @@ def export_from_args(args: argparse.Namespace, out: Path | None = None, precisio
         opset=args.opset,
         roi_pool=args.roi_pool,
         batch=args.batch,
+        uv_scatter=getattr(args, "uv_scatter", None),
+        uv_sample=getattr(args, "uv_sample", None),
         trt_version=args.trt_version,
         precision=precision,
     )

@@ -28,7 +28,7 @@ CROP_FOCAL = 5000.0
 
 @dataclass
 class ExportOptions:
-    """How to export: opset, RoI pooling form, batch, target TensorRT, precision."""
+    """How to export: opset, RoI pooling and UV layer forms, batch, target TensorRT, precision."""
 
     opset: int | None = None  # None: the target TensorRT version's default (audit table)
     roi_pool: str | None = None  # None: grid, or gather for TensorRT < 8.5
@@ -36,6 +36,8 @@ class ExportOptions:
     trt_version: str = "10"
     precision: str = "fp32"  # fp32 | fp16
     simplify: bool = True
+    uv_scatter: str | None = None  # None: add (TensorRT 10+), else matmul
+    uv_sample: str | None = None  # None: gather
 
 
 @dataclass
@@ -86,9 +88,51 @@ def resolve_options(options: ExportOptions) -> ExportOptions:
         )
     if options.batch is not None and options.batch < 1:
         raise InputError(f"--batch {options.batch}: use a positive batch size or 'dynamic'")
+    uv_scatter, uv_sample = resolve_uv_forms(options, version, opset)
     return ExportOptions(
-        opset, roi, options.batch, version.name, options.precision, options.simplify
+        opset,
+        roi,
+        options.batch,
+        version.name,
+        options.precision,
+        options.simplify,
+        uv_scatter=uv_scatter,
+        uv_sample=uv_sample,
     )
+
+
+def scatter_reduction_supported(version) -> bool:
+    """Whether ``version`` parses ScatterElements with ``reduction="add"`` (audit table)."""
+    from hmrt.export.trt_support import load_support_table
+
+    rules = load_support_table().restrictions_for("ScatterElements", version.number)
+    return version.supports("ScatterElements") and not any(
+        r.get("attr") == "reduction" and r["level"] == "error" for r in rules
+    )
+
+
+def resolve_uv_forms(options: ExportOptions, version, opset: int) -> tuple[str, str]:
+    """``(uv_scatter, uv_sample)``: explicit values win; defaults follow the target version."""
+    from hmrt.export.audit import AuditError
+
+    reduction = scatter_reduction_supported(version)
+    scatter = options.uv_scatter or ("add" if reduction else "matmul")
+    if scatter == "add" and not reduction:
+        raise AuditError(
+            f"--uv-scatter add emits ScatterElements(reduction=add), which TensorRT "
+            f"{version.name}'s ONNX parser does not support (added in 10.0); use --uv-scatter matmul"
+        )
+    if scatter == "add" and opset < 16:
+        raise InputError(f"--uv-scatter add needs opset >= 16 (reduction); got --opset {opset}")
+    sample = options.uv_sample or "gather"
+    if sample == "grid" and not version.supports("GridSample"):
+        raise AuditError(
+            f"--uv-sample grid emits GridSample, which TensorRT {version.name}'s ONNX parser does "
+            "not support (added in 8.5); use --uv-sample gather"
+        )
+    if sample == "grid" and opset < 16:
+        raise InputError(f"--uv-sample grid needs opset >= 16 (GridSample); got --opset {opset}")
+    return scatter, sample
 
 
 def model_metadata(model: nn.Module, name: str, variant: str) -> dict[str, str]:
@@ -214,7 +258,7 @@ def export_model(
     from hmrt.runtime.atomic import atomic_path
 
     opts = resolve_options(options)
-    deploy, report = apply_rewrites(model, opts.roi_pool)
+    deploy, report = apply_rewrites(model, opts.roi_pool, opts.uv_scatter, opts.uv_sample)
     meta = model_metadata(model, name, variant)
     size = tuple(int(v) for v in meta["hmrt.input_size"].split(","))
     names = output_names(deploy, size)
@@ -229,6 +273,8 @@ def export_model(
             "hmrt.precision": "fp32",
             "hmrt.opset": str(opts.opset),
             "hmrt.roi_pool": opts.roi_pool,
+            "hmrt.uv_scatter": opts.uv_scatter,
+            "hmrt.uv_sample": opts.uv_sample,
             "hmrt.fp32_islands": ",".join(islands),
             "hmrt.trt_target": opts.trt_version,
             "hmrt.exporter": f"torch {torch.__version__} torchscript (dynamo=False)",

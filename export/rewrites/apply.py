@@ -10,6 +10,8 @@ from torch import nn
 from hmrt.runtime.errors import InputError
 
 ROI_POOL_CHOICES = ("grid", "gather", "matmul")
+UV_SCATTER_CHOICES = ("add", "matmul")
+UV_SAMPLE_CHOICES = ("gather", "grid")
 
 
 @dataclass
@@ -18,6 +20,8 @@ class RewriteReport:
 
     swapped: dict[str, tuple[str, str]] = field(default_factory=dict)
     roi_pool: str = "grid"
+    uv_scatter: str = "add"
+    uv_sample: str = "gather"
 
 
 def _set_submodule(root: nn.Module, qualname: str, module: nn.Module) -> None:
@@ -26,7 +30,9 @@ def _set_submodule(root: nn.Module, qualname: str, module: nn.Module) -> None:
     setattr(parent, attr, module)
 
 
-def apply_rewrites(model: nn.Module, roi_pool: str = "grid") -> tuple[nn.Module, RewriteReport]:
+def apply_rewrites(
+    model: nn.Module, roi_pool: str = "grid", uv_scatter: str = "add", uv_sample: str = "gather"
+) -> tuple[nn.Module, RewriteReport]:
     """Return an eval-mode copy of ``model`` with the rewrites for ``roi_pool`` applied.
 
     ``grid``: the model's own ``GridRoIPool`` (hand-built affine grid + GridSample) is already the
@@ -34,23 +40,75 @@ def apply_rewrites(model: nn.Module, roi_pool: str = "grid") -> tuple[nn.Module,
     (same geometry, no GridSample) and DaNet's hidden-joint point sample uses gathers too,
     for TensorRT 8.2/8.4. ``matmul``: the separable form (two MatMuls, no GridSample, no
     Gather; valid for axis-aligned RoIs, which DaNet's are), the fastest on ONNX Runtime CPU.
-    The input model is not modified.
+    UV layers (DecoMR, BoBW): ``uv_scatter`` ``add`` (ScatterElements reduction=add, TensorRT
+    10+) or ``matmul`` (one-hot MatMul, any TensorRT) replaces every ``UVScatterMean``;
+    ``uv_sample`` ``gather`` (the constant table) or ``grid`` (GridSample, TensorRT 8.5+)
+    replaces every ``UVToVertices``. The input model is not modified.
     """
+    if roi_pool not in ROI_POOL_CHOICES:
+        raise InputError(f"--roi-pool {roi_pool}: use one of {', '.join(ROI_POOL_CHOICES)}")
+    if uv_scatter not in UV_SCATTER_CHOICES:
+        raise InputError(f"--uv-scatter {uv_scatter}: use one of {', '.join(UV_SCATTER_CHOICES)}")
+    if uv_sample not in UV_SAMPLE_CHOICES:
+        raise InputError(f"--uv-sample {uv_sample}: use one of {', '.join(UV_SAMPLE_CHOICES)}")
+    model = copy.deepcopy(model).eval()
+    report = RewriteReport(roi_pool=roi_pool, uv_scatter=uv_scatter, uv_sample=uv_sample)
+    _apply_uv(model, report)
+    _apply_group_norm(model, report)
+    if roi_pool != "grid":
+        _apply_roi_pool(model, report)
+    return model, report
+
+
+def _swap(model: nn.Module, report: RewriteReport, base: type, make) -> None:
+    """Replace every submodule of type ``base`` (subclasses too) by ``make(module)``."""
+    targets = [(n, m) for n, m in model.named_modules() if n and isinstance(m, base)]
+    for name, module in targets:
+        new = make(module)
+        _set_submodule(model, name, new)
+        report.swapped[name] = (type(module).__name__, type(new).__name__)
+
+
+def _apply_uv(model: nn.Module, report: RewriteReport) -> None:
+    from hmrt.export.rewrites.uv_sample_gather import GatherUVToVertices
+    from hmrt.export.rewrites.uv_scatter_add import ScatterAddUVScatterMean
+    from hmrt.export.rewrites.uv_scatter_matmul import MatMulUVScatterMean
+    from hmrt.train.models.layers.uv_sample import UVToVertices, UVToVerticesGrid
+    from hmrt.train.models.layers.uv_scatter import UVScatterMean
+
+    scatter_cls = {"add": ScatterAddUVScatterMean, "matmul": MatMulUVScatterMean}
+    _swap(model, report, UVScatterMean, lambda m: scatter_cls[report.uv_scatter].like(m))
+
+    def sampler(module: UVToVertices) -> nn.Module:
+        if report.uv_sample == "gather":
+            return GatherUVToVertices.like(module)
+        if module.tables is None:
+            raise InputError(
+                "--uv-sample grid needs the UVTables the sampler was built from "
+                "(UVToVertices(build_uv_tables(...))); use --uv-sample gather"
+            )
+        return UVToVerticesGrid(module.tables).to(module.index.device)
+
+    _swap(model, report, UVToVertices, sampler)
+
+
+def _apply_group_norm(model: nn.Module, report: RewriteReport) -> None:
+    """Every 4-D GroupNorm (DecoMR) -> axis-wise reductions (ONNX Runtime accuracy)."""
+    from hmrt.export.rewrites.group_norm import AxiswiseGroupNorm
+
+    _swap(model, report, nn.GroupNorm, AxiswiseGroupNorm.like)
+
+
+def _apply_roi_pool(model: nn.Module, report: RewriteReport) -> None:
     from hmrt.export.rewrites.roi_pool_gather import GatherJointRoITheta, GatherRoIPool
     from hmrt.export.rewrites.roi_pool_matmul import MatMulJointRoITheta, MatMulRoIPool
     from hmrt.train.models.danet.joint_roi import JointRoITheta
     from hmrt.train.models.layers.roi_pool import GridRoIPool
 
-    if roi_pool not in ROI_POOL_CHOICES:
-        raise InputError(f"--roi-pool {roi_pool}: use one of {', '.join(ROI_POOL_CHOICES)}")
-    model = copy.deepcopy(model).eval()
-    report = RewriteReport(roi_pool=roi_pool)
-    if roi_pool == "grid":
-        return model, report
     pool_cls, theta_cls = {
         "gather": (GatherRoIPool, GatherJointRoITheta),
         "matmul": (MatMulRoIPool, MatMulJointRoITheta),
-    }[roi_pool]
+    }[report.roi_pool]
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, GridRoIPool)]
     for name, pool in targets:
         _set_submodule(model, name, pool_cls.like(pool))
@@ -60,4 +118,3 @@ def apply_rewrites(model: nn.Module, roi_pool: str = "grid") -> tuple[nn.Module,
             # Same state and geometry; only the hidden-joint point sample differs.
             module.__class__ = theta_cls
             report.swapped[name] = (JointRoITheta.__name__, theta_cls.__name__)
-    return model, report

@@ -4,7 +4,10 @@ Importing this package registers every model. See :mod:`hmrt.train.models.regist
 factory and :mod:`hmrt.train.models.base` for the output contract every model follows.
 """
 
-from hmrt.train.models import danet  # noqa: F401  (registers "danet")
+from hmrt.train.models import (
+    danet,  # noqa: F401  (registers "danet")
+    decomr,  # noqa: F401  (registers "decomr")
+)
 from hmrt.train.models.base import OUTPUT_NAMES, BodyHead, HmrModel
 from hmrt.train.models.config import ModelConfig
 from hmrt.train.models.layers.precision import Fp32Module, fp32_islands

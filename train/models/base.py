@@ -3,15 +3,18 @@
 DESIGN.md's model contract: input ``image (N, 3, H, W)`` normalised with the model's mean/std;
 eval output ``vertices (N,V,3)``, ``joints3d (N,24,3)`` (metres, root-relative),
 ``joints2d (N,24,2)`` (crop pixels), ``cam (N,3)`` weak perspective ``(s, tx, ty)``,
-``rotmats (N,24,3,3)``, ``betas (N,10)``. :class:`BodyHead` turns predicted parameters into
-those outputs with the body layer (LBS), the root subtraction and the camera of
-docs/DEVELOPING.md (``x_n = s * (X + tx)``, ``px = (x_n + 1) * W / 2``).
+``rotmats (N,24,3,3)``, ``betas (N,10)`` (parametric models only). :class:`BodyHead` turns
+predicted parameters into those outputs with the body layer (LBS), the root subtraction and the
+camera of
+docs/DEVELOPING.md (``x_n = s * (X + tx)``, ``px = (x_n + 1) * W / 2``); :class:`MeshHead`
+does the same for non-parametric models that predict vertices directly.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,6 +65,36 @@ class BodyHead(Fp32Module):
             root = joints[:, :1]
             vertices = vertices - root
             joints = joints - root
+        scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
+        shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
+        joints2d = (scale * (joints[..., :2] + shift) + 1.0) * self.half_size
+        return vertices, joints, joints2d
+
+
+class MeshHead(Fp32Module):
+    """Vertices + camera -> root-relative vertices/joints and crop-pixel 2D joints.
+
+    The head of non-parametric models (DecoMR, BoBW), the twin of :class:`BodyHead` without
+    LBS: joints are the body's ``J_regressor (J, V)`` applied to the predicted vertices, the
+    root joint is subtracted from both, and the joints are projected with the same weak
+    perspective camera. An FP32 island (a weighted sum over all vertices per joint). The
+    regressor is a non-persistent buffer: body-model data, rebuilt from the body file.
+    """
+
+    def __init__(self, regressor: np.ndarray, input_size: tuple[int, int]):
+        super().__init__()
+        reg = torch.from_numpy(np.array(regressor, dtype=np.float32))
+        self.register_buffer("J_regressor", reg, persistent=False)
+        height, width = input_size
+        self.register_buffer(
+            "half_size", torch.tensor([width / 2.0, height / 2.0]), persistent=False
+        )
+
+    def forward(self, vertices: Tensor, cam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        joints = torch.matmul(self.J_regressor, vertices)  # (J,V) @ (N,V,3) -> (N,J,3)
+        root = joints[:, :1]
+        vertices = vertices - root
+        joints = joints - root
         scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
         shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
         joints2d = (scale * (joints[..., :2] + shift) + 1.0) * self.half_size
