@@ -14,6 +14,10 @@ Official weights regress SMPL parameters. Without ``--body`` the bundled open bo
 and a warning says so: poses (joint rotations, camera) transfer, shapes (betas) do not. With
 ``--body SMPL.hmrt.npz`` (from ``hmrt body import-smpl``) the meshes are the official ones.
 
+DecoMR (non-parametric) predicts a location map on SMPL's "boundary-free" (BF) UV chart: its
+release is two state dicts (``CNet``, ``LNet``), and the model is built with
+``uv_convention="official"`` so the weights run unchanged (``decomr/official_keys.py``).
+
 torch is imported inside the functions, so ``hmrt --help`` stays light.
 """
 
@@ -40,6 +44,10 @@ from hmrt.runtime.errors import InputError
 
 SHOWN_NAMES = 4  # names quoted in a one-line refusal, before "..."
 SMPL_BETAS = 10  # shape coefficients the official regressors predict
+BUNDLED_BODY_NOTE = (
+    "meshes use hmrt's open body model, not SMPL: poses transfer, shapes (betas) do not; for the "
+    "official meshes pass --body (your SMPL file after `hmrt body import-smpl`)"
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,13 @@ class OfficialLayout:
     (tests build files from it; errors quote official names through it);
     ``variants``: hmrt variants with the official layers (the first is the default);
     ``state_keys``: where the state dict sits in the released dict (a bare state dict is
-    accepted too); ``published``: where the authors publish the weights; ``docs``: where hmrt's
-    documentation explains the import (quoted in refusals).
+    accepted too); ``parts``: for a release that saves one state dict per sub-network
+    (DecoMR: ``{"CNet": sd, "LNet": sd, "optimizer": ...}``), their top-level keys, flattened
+    to ``"<part>.<key>"`` (a bare dict already flat in that form is accepted too);
+    ``overrides``: config fields the hmrt model needs to run the official weights unchanged
+    (stored in the written checkpoint's config); ``bundled_body_note``: the warning printed when
+    the meshes use hmrt's open body model instead of SMPL; ``published``: where the authors publish the
+    weights; ``docs``: where hmrt's documentation explains the import (quoted in refusals).
     """
 
     model: str
@@ -60,6 +73,9 @@ class OfficialLayout:
     manifest: tuple[str, str] | None
     variants: tuple[str, ...] = ("paper",)
     state_keys: tuple[str, ...] = ("model",)
+    parts: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
+    bundled_body_note: str = BUNDLED_BODY_NOTE
     published: str = ""
     docs: str = "docs/DEPLOY.md"
 
@@ -80,6 +96,22 @@ register_layout(
         manifest=("hmrt.train.models.danet", "official_manifest.json"),
         published="the 'pre-trained models' link of github.com/HongwenZhang/DaNet-DensePose2SMPL",
         docs="docs/DEPLOY.md, 'Official DaNet weights'",
+    )
+)
+register_layout(
+    OfficialLayout(
+        model="decomr",
+        keys="hmrt.train.models.decomr.official_keys",
+        manifest=("hmrt.train.models.decomr", "official_manifest.json"),
+        parts=("CNet", "LNet"),
+        # the released CNet predicts V downward and the official texel rule (round(u (S-1)))
+        overrides=(("uv_convention", "official"),),
+        published="the Google Drive 'data' package linked from github.com/zengwang430521/DecoMR "
+        "(data/model/h36m_up3d/checkpoints/h36m_up3d.pt)",
+        bundled_body_note="the open body model's UV chart is not the SMPL BF chart the weights "
+        "predict, so this checkpoint loads and exports but its meshes are not meaningful; "
+        "structure checks only (docs/DEPLOY.md, 'Official DecoMR weights')",
+        docs="docs/DEPLOY.md, 'Official DecoMR weights'",
     )
 )
 
@@ -196,7 +228,9 @@ def _find_state_dict(obj: Any, path: Path, layout: OfficialLayout) -> Mapping[st
             f"{path}: already an hmrt checkpoint; use it directly: hmrt export --checkpoint {path}"
         )
     state = None
-    if isinstance(obj, Mapping):
+    if isinstance(obj, Mapping) and layout.parts and any(p in obj for p in layout.parts):
+        state = _flatten_parts(obj, path, layout)
+    elif isinstance(obj, Mapping):
         inner = [obj[k] for k in layout.state_keys if isinstance(obj.get(k), Mapping)]
         if inner:
             state = inner[0]
@@ -204,7 +238,10 @@ def _find_state_dict(obj: Any, path: Path, layout: OfficialLayout) -> Mapping[st
             state = obj  # a bare state dict
     if state is None:
         top = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, Mapping) else type(obj).__name__
-        want = " or ".join(f"a dict with '{k}'" for k in layout.state_keys)
+        want = " or ".join(
+            f"a dict with '{k}'"
+            for k in (["' and '".join(layout.parts)] if layout.parts else layout.state_keys)
+        )
         raise InputError(
             f"{path}: no state dict found (top level: {top or 'empty'}); expected {want}, "
             "or a plain state dict of tensors"
@@ -213,6 +250,18 @@ def _find_state_dict(obj: Any, path: Path, layout: OfficialLayout) -> Mapping[st
     if odd:
         raise InputError(f"{path}: the state dict has {_listing('non-tensor entries', odd)}")
     return state
+
+
+def _flatten_parts(obj: Mapping[str, Any], path: Path, layout: OfficialLayout) -> dict[str, Any]:
+    """``{"CNet": sd, "LNet": sd, ...}`` -> ``{"CNet.<key>": tensor, ...}``; the rest of the
+    release (optimizer state, counters) is not part of the model and is ignored."""
+    absent = [p for p in layout.parts if not isinstance(obj.get(p), Mapping)]
+    if absent:
+        raise InputError(
+            f"{path}: {_listing('state dicts missing', absent)}; the released {layout.model} "
+            f"file holds one per sub-network ({', '.join(layout.parts)})"
+        )
+    return {f"{part}.{key}": value for part in layout.parts for key, value in obj[part].items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +387,7 @@ def import_official(
     say(f"reading {path}")
     state = read_official_file(path, layout)
     mapped, origin, dropped = map_official_state(state, layout, path)
-    net = build(model, variant, body=body_model)
+    net = build(model, variant, body=body_model, **dict(layout.overrides))
     check_layout(net.state_dict(), mapped, origin, layout, path)
     as_fp32 = {k: v.float() if v.is_floating_point() else v for k, v in mapped.items()}
     net.load_state_dict(as_fp32, strict=True)
@@ -413,12 +462,7 @@ def run(args: argparse.Namespace) -> int:
     check_input(args.official, layout)
     _, is_bundled = resolve_body(args.body, args.model)
     if is_bundled:
-        print(
-            "hmrt import-checkpoint: warning: meshes use hmrt's open body model, not SMPL: "
-            "poses transfer, shapes (betas) do not; for the official meshes pass --body "
-            "(your SMPL file after `hmrt body import-smpl`)",
-            file=sys.stderr,
-        )
+        print(f"hmrt import-checkpoint: warning: {layout.bundled_body_note}", file=sys.stderr)
 
     def log(msg: str) -> None:
         print(f"hmrt import-checkpoint: {msg}", file=sys.stderr)

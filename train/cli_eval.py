@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.runtime.atomic import write_text_atomic
     from hmrt.runtime.errors import InputError
     from hmrt.train.checkpoint import load_checkpoint
-    from hmrt.train.evaluate import evaluate, torch_predictor
+    from hmrt.train.evaluate import evaluate, gt_body_layer, torch_predictor
     from hmrt.train.sources import eval_dataset
 
     if args.checkpoint is None:
@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--device cuda was requested but this torch has no usable CUDA GPU")
     model = load_checkpoint(args.checkpoint, device=device, body=args.body)
     data = eval_dataset(args.data, model, args.samples, args.img_root)
-    head = getattr(model, "body", None)
-    body = getattr(head, "layer", head)
+    body = gt_body_layer(model)  # poses the labels' meshes (DecoMR has no LBS of its own)
     result = evaluate(
         {"model": torch_predictor(model, device)},
         data,

@@ -112,9 +112,10 @@ def assemble_config(args: argparse.Namespace):
     if args.resume:
         base = read_checkpoint(Path(args.out) / "last.pt")["train_config"]
     else:
-        base = TrainConfig().to_dict()
-        if args.config:
-            base = merge(base, load_yaml(args.config))
+        given = load_yaml(args.config) if args.config else {}
+        # The defaults depend on the model (each has its own loss terms), so pick it first.
+        model = args.model or given.get("model") or TrainConfig.model
+        base = merge(TrainConfig(model=model).to_dict(), given)
     return TrainConfig.from_dict(merge(base, flag_overrides(args)))
 
 
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hmrt.train import distributed as D
-    from hmrt.train.losses import DanetCriterion
+    from hmrt.train.losses import build_criterion
     from hmrt.train.models.registry import build
     from hmrt.train.sources import describe, eval_dataset, train_sources
     from hmrt.train.trainer import Trainer, resolve_device
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             from hmrt.train.checkpoint import load_weights_into
 
             load_weights_into(model, cfg.init)
-        criterion = DanetCriterion.for_model(model, cfg.loss)
+        criterion = build_criterion(model, cfg.loss)
         sources = train_sources(cfg, model, args.img_root)
         val = None
         if cfg.val_data and cfg.val_data != "none":

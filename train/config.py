@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hmrt.runtime.errors import InputError
-from hmrt.train.losses.config import LossConfig
+from hmrt.train.losses import loss_config_class
 
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -72,7 +72,9 @@ class TrainConfig:
     tensorboard: bool = True
     sync_bn: bool = False  # SyncBatchNorm under DDP
     optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    # The model's loss config (hmrt.train.losses.loss_config_class): DaNet's LossConfig, or
+    # DecoMRLossConfig for decomr; None or a dict becomes that class in __post_init__.
+    loss: Any = None
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
@@ -83,6 +85,14 @@ class TrainConfig:
             self.freeze = [self.freeze]
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        cls = loss_config_class(self.model)
+        if self.loss is None or isinstance(self.loss, dict):
+            self.loss = cls.from_dict(self.loss)
+        elif not isinstance(self.loss, cls):
+            raise InputError(
+                f"model {self.model} trains with {cls.__name__} losses, got "
+                f"{type(self.loss).__name__}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/checkpoint friendly)."""
@@ -103,9 +113,7 @@ def _build(cls, data: dict[str, Any], where: str):
         raise InputError(f"unknown key(s) {bad} in {where}; known: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
-        if name == "loss":
-            kwargs[name] = value if isinstance(value, LossConfig) else LossConfig.from_dict(value)
-        elif name == "optim":
+        if name == "optim":
             kwargs[name] = (
                 value if isinstance(value, OptimConfig) else _build(OptimConfig, value, "optim")
             )

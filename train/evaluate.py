@@ -77,6 +77,26 @@ def torch_predictor(
     return predict
 
 
+def gt_body_layer(model: nn.Module) -> nn.Module | None:
+    """The body layer that turns labelled ``rotmats``/``betas`` into meshes for ``model``'s scores.
+
+    Parametric models carry it (``model.body.layer``, or ``model.body`` itself for toys);
+    non-parametric ones (DecoMR: ``model.body`` is a joint-regressor head without LBS) name
+    their body file (``model.body_path``), from which one is built on the model's device.
+    """
+    head = getattr(model, "body", None)
+    layer = getattr(head, "layer", None)
+    if layer is not None:
+        return layer
+    path = getattr(model, "body_path", None)
+    if path is not None:
+        from hmrt.train.body import BodyLayer
+
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        return BodyLayer(path).to(device)
+    return head
+
+
 def chordal_mean_rotations(rotmats: np.ndarray) -> np.ndarray:
     """Per-joint rotation closest (Frobenius) to the arithmetic mean of ``(N, J, 3, 3)``."""
     mean = np.asarray(rotmats, dtype=np.float64).mean(axis=0)

@@ -19,6 +19,10 @@ BACKBONE_CHANNELS: dict[str, tuple[int, ...]] = {
     "resnet18": (3, 64, 64, 128, 256, 512),
 }
 
+# How the feature transfer reads the predicted IUV: hmrt's chart convention (v toward the head,
+# half-texel centres) or the released official weights' (v downward, round(u (S-1))).
+UV_CONVENTIONS = ("hmrt", "official")
+
 
 @dataclass(frozen=True)
 class DecoMRConfig(ModelConfig):
@@ -34,7 +38,11 @@ class DecoMRConfig(ModelConfig):
     doubling, capped at ``hg_max_channels`` when > 0); ``uv_conv2``/``decoder``/``uv_end`` to
     the ``uv_res`` location map with ``uv_channels`` base width. ``norm`` ``GN`` (released) or
     ``BN``. ``mean_cam`` initialises the camera's last bias (hmrt choice; the official head
-    starts at zero), so untrained models project into the crop.
+    starts at zero), so untrained models project into the crop. ``uv_convention``: how the
+    predicted IUV's V channel and texel index are read by the feature transfer: ``hmrt``
+    (``v`` toward the head, texel ``floor(u S)``; what hmrt trains) or ``official`` (``v``
+    downward, texel ``round(u (S-1))``; what the released weights predict, so
+    ``hmrt import-checkpoint`` sets it and the weights load unchanged).
     """
 
     name: str = "decomr"
@@ -51,6 +59,7 @@ class DecoMRConfig(ModelConfig):
     hg_max_channels: int = 0
     mask_threshold: float = 0.5
     mean_cam: tuple[float, float, float] = (0.9, 0.0, 0.0)
+    uv_convention: str = "hmrt"
 
     @property
     def channel_list(self) -> tuple[int, ...]:
@@ -72,6 +81,12 @@ class DecoMRConfig(ModelConfig):
         """``(height, width)`` of the IUV / local feature maps (56x56 at 224)."""
         s = 2**self.warp_level
         return (self.input_size[0] // s, self.input_size[1] // s)
+
+    @property
+    def feat_size(self) -> tuple[int, int]:
+        """The size dense training targets are rendered at (the data pipeline reads
+        ``feat_size``, DaNet's name): the IUV size."""
+        return self.iuv_size
 
     @property
     def uv_upsamples(self) -> int:
@@ -118,6 +133,11 @@ class DecoMRConfig(ModelConfig):
         if self.warp_res % 2**self.hg_levels or self.hg_levels < 1:
             raise InputError(
                 f"warp_res {self.warp_res} must be divisible by 2**hg_levels ({2**self.hg_levels})"
+            )
+        if self.uv_convention not in UV_CONVENTIONS:
+            raise InputError(
+                f"decomr config uv_convention={self.uv_convention!r}: use "
+                f"{' or '.join(UV_CONVENTIONS)}"
             )
         if not 0.0 < self.mask_threshold < 1.0:
             raise InputError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")

@@ -28,20 +28,32 @@ class FeatureWarp(Fp32Module):
     texel holds the mean, empty texels 0, and the last channel is ``count > 0``. The scatter
     is the shared :class:`UVScatterMean` (fixed shapes, ``clamp(count, 1)``, int texel index,
     no gradient through the index). An FP32 island: texel index math and the count divide.
+
+    ``official=True`` reads the IUV as the released official weights predict it: ``v`` grows
+    downward (hmrt: toward the head), so the transfer uses ``1 - v``, and the texel is
+    ``round(u (S-1))`` (the scatter's ``align_corners=True``); the weights then run unchanged.
     """
 
-    def __init__(self, iuv_size: tuple[int, int], uv_size: int, threshold: float):
+    def __init__(
+        self, iuv_size: tuple[int, int], uv_size: int, threshold: float, official: bool = False
+    ):
         super().__init__()
+        self.official = bool(official)
         h, w = iuv_size
         ys = torch.linspace(-1.0, 1.0, h).view(1, 1, h, 1).expand(1, 1, h, w)
         xs = torch.linspace(-1.0, 1.0, w).view(1, 1, 1, w).expand(1, 1, h, w)
         self.register_buffer("coords", torch.cat([xs, ys], dim=1).contiguous(), persistent=False)
-        self.scatter = UVScatterMean(uv_size, mask_threshold=threshold, occupancy=True)
+        self.scatter = UVScatterMean(
+            uv_size, mask_threshold=threshold, align_corners=self.official, occupancy=True
+        )
 
     def forward(self, iuv: Tensor, feature: Tensor) -> Tensor:
         coords = self.coords.expand(feature.shape[0], -1, -1, -1).to(feature.dtype)
         source = torch.cat([feature, coords], dim=1)
-        return self.scatter(source, iuv[:, 1:3], iuv[:, 0:1])
+        uv = iuv[:, 1:3]
+        if self.official:  # official V grows downward: hmrt's v = 1 - V
+            uv = torch.cat([uv[:, :1], 1.0 - uv[:, 1:]], dim=1)
+        return self.scatter(source, uv, iuv[:, 0:1])
 
 
 class LNet(nn.Module):
@@ -59,7 +71,12 @@ class LNet(nn.Module):
         super().__init__()
         code, width, hidden = config.code_channels, config.warp_channels, config.head_hidden
         self.warp_res = config.warp_res
-        self.warp = FeatureWarp(config.iuv_size, config.warp_res, config.mask_threshold)
+        self.warp = FeatureWarp(
+            config.iuv_size,
+            config.warp_res,
+            config.mask_threshold,
+            official=config.uv_convention == "official",
+        )
         # official: fc_head (global feature, broadcast over the UV grid)
         self.fc_head = nn.Sequential(
             nn.Linear(code, hidden),

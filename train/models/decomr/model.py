@@ -95,6 +95,9 @@ class DecoMR(HmrModel):
         super().__init__(config)
         body_model = load_body(body)
         self._body_hash = body_model.hash
+        # The body file, for what training needs besides the model (the loss's ground-truth
+        # location maps and posed meshes): a plain attribute, not part of the state dict.
+        self.body_path = body_model.path
         self.cnet = CNet(config)
         self.lnet = LNet(config, reference_map(body_model, config.warp_res))
         self.sampler = UVToVertices(build_uv_tables(body_model, config.uv_res))
