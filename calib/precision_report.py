@@ -294,9 +294,10 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
             "FP32": "ONNX Runtime CPU, FP32 graph",
             "FP16": "ONNX Runtime CPU on the FP16 graph (no FP16 CPU kernels: FP16-rounded "
             "weights and boundaries, most math in FP32)",
-            INT8_TRT: "ONNX Runtime CPU on the Q/DQ graph as written for TensorRT",
-            INT8_TRT_CPU: "the same Q/DQ graph, uint8 activations (same scales; ORT's integer "
-            "kernels for every conv)",
+            INT8_TRT: "ONNX Runtime CPU on the Q/DQ graph as written for TensorRT (Q/DQ on "
+            "conv inputs only: ORT runs most convs in float on dequantized inputs)",
+            INT8_TRT_CPU: "the same Q/DQ graph, Qs moved up to the convs, uint8 codes, ReLU6 "
+            "as integer Clip (same values; ORT's integer kernels)",
             INT8_CPU: "ORT's CPU recipe from the same ranges (uint8, ReLU folded; not for "
             "TensorRT)",
         }

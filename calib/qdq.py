@@ -3,7 +3,9 @@
 Default target ``tensorrt`` (shared/research/tensorrt.md §1.5, §5.2): QDQ nodes (not
 QOperator), int8 activations with symmetric ranges (every zero point 0: TensorRT rejects
 others), int8 weights per output channel, float bias, float weights behind ``Q -> DQ`` (the form
-TensorRT 8.6's parser documents), at the source graph's opset (17: ORT keeps it for int8). The
+TensorRT 8.6's parser documents), at the source graph's opset (17: ORT keeps it for int8). Q/DQ
+sit on the inputs of the quantized ops only (TensorRT's placement: ``DQ -> Conv -> ReLU6 -> Q``,
+fused by TensorRT; the ORT CPU form moves them for ORT, :mod:`hmrt.calib.ort_cpu`). The
 same file builds on TensorRT 8.6 (weakly typed + INT8/FP16 flags), 10 and 11 (strongly typed).
 
 Target ``onnxruntime-cpu``: ORT's own CPU recipe (uint8 activations, asymmetric where a tensor is
@@ -46,7 +48,9 @@ FORMATS = {"tensorrt": "qdq-symmetric-int8", "onnxruntime-cpu": "qdq-uint8-onnxr
 class QuantizeOptions:
     """The recipe of an INT8 graph (recorded in its metadata)."""
 
-    method: str = "entropy"
+    # minmax, not TensorRT's entropy rule: on DaNet-edge entropy cuts the sparse IUV maps and
+    # the ReLU6 outputs to a fraction of their range (+87 mm PA-MPJPE vs +0.4 mm; PRECISION.md).
+    method: str = "minmax"
     per_channel: bool = True
     op_types: tuple[str, ...] | None = None  # None: the target's default
     exclude_groups: tuple[str, ...] = ()
@@ -145,6 +149,11 @@ def _quantize(pre: Path, out: Path, ort_cache: Path, plan: QuantPlan, o: Quantiz
             "DedicatedQDQPair": True,  # a DQ per reader (Qs merged afterwards)
             "QuantizeBias": False,  # float bias, as TensorRT (and ModelOpt) expect
             "AddQDQPairToWeight": True,  # float weight -> Q -> DQ
+            # TensorRT's placement: Q/DQ on the inputs of the quantized ops only. A weighted
+            # op's output is quantized where its reader needs it (the next conv, both inputs
+            # of a residual Add), after its ReLU/ReLU6, never twice (Conv -> Q -> DQ -> Clip ->
+            # Q rounded every activation twice). TensorRT fuses Conv + ReLU + Q itself.
+            "OpTypesToExcludeOutputQuantization": list(plan.op_types),
         }
     else:
         act = QuantType.QUInt8

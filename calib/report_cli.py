@@ -30,7 +30,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n", type=int, default=512, help="synth-val frames to score (default 512)")
     g.add_argument("--calib-data", default="synth", help="INT8 calibration data (default synth)")
     g.add_argument("--calib-n", type=int, default=512, help="calibration crops (default 512)")
-    g.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    g.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="minmax")
     g.add_argument("--float-groups", default="", metavar="G1,G2", help="groups left in float")
     g.add_argument(
         "--roi-pool",
@@ -114,8 +114,9 @@ def format_markdown(report, command: str, date: str) -> str:
         f"graph in its ORT CPU form {sp_trt:.2f}x ({verdict(sp_trt >= TARGET_SPEEDUP)}), ORT "
         f"CPU recipe {sp_cpu:.2f}x ({verdict(sp_cpu >= TARGET_SPEEDUP)}). The ORT CPU form has "
         "the TensorRT graph's scales, but ORT runs every conv with integer accumulation (and "
-        "rounds the float bias to the accumulator grid) where the graph as written ran a third "
-        "of them in float, so rare int8 roundings flip: largest vertex difference between the "
+        "rounds the float bias to the accumulator grid) where the graph as written (Q/DQ on "
+        "the conv inputs only, TensorRT's placement) runs most of them in float in ORT, so rare "
+        "int8 roundings flip: largest vertex difference between the "
         f"two {report.cpu_form_max_diff:.2f} mm.",
         "",
         "Kernels ONNX Runtime actually runs (its optimized graph): "

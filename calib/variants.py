@@ -19,8 +19,8 @@ import numpy as np
 from hmrt.calib.qdq import QuantizeOptions
 
 VARIANTS: dict[str, QuantizeOptions] = {
-    "entropy, per-channel (default)": QuantizeOptions(method="entropy"),
-    "minmax, per-channel": QuantizeOptions(method="minmax"),
+    "entropy, per-channel": QuantizeOptions(method="entropy"),
+    "minmax, per-channel (default)": QuantizeOptions(method="minmax"),
     "percentile 99.99, per-channel": QuantizeOptions(method="percentile"),
     "entropy, per-tensor weights": QuantizeOptions(method="entropy", per_channel=False),
     "entropy, Conv/Gemm only (no Add/MatMul)": QuantizeOptions(

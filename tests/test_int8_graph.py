@@ -105,10 +105,11 @@ def test_cpu_form_keeps_the_quantization_and_runs_int8_kernels(int8):
     a, b = ort_outputs(model, crops), ort_outputs(cpu, crops)
     assert np.abs(a["vertices"] - b["vertices"]).max() < 1e-3
     as_written, cpu_ops = optimized_op_counts(model), optimized_op_counts(cpu)
-    # ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv; in the CPU form nearly every conv.
-    assert as_written["QLinearConv"] > 40
-    assert cpu_ops["QLinearConv"] > as_written["QLinearConv"]
-    assert cpu_ops.get("Conv", 0) + cpu_ops.get("FusedConv", 0) <= 4
+    # ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv; the graph as written quantizes conv
+    # inputs only (TensorRT's placement), its CPU form moves the Qs up to the convs: nearly
+    # every conv fuses (tests/test_int8_structure.py checks the placement itself).
+    assert cpu_ops["QLinearConv"] > 60 and cpu_ops["QLinearConv"] > as_written.get("QLinearConv", 0)
+    assert cpu_ops.get("Conv", 0) + cpu_ops.get("FusedConv", 0) <= 10
 
 
 def test_onnxruntime_cpu_recipe_is_uint8_and_marked(int8, tmp_path):

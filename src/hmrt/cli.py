@@ -26,10 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "body": ("hmrt.runtime.body.cli", "inspect the body model or import an official SMPL file"),
     "synth": ("hmrt.train.data.cli", "write synthetic training shards or a demo video"),
     "model": ("hmrt.train.models.cli", "model zoo: parameter counts and GFLOPs"),
+    "zoo": ("hmrt.commands.zoo", "the model zoo table: cost, parity, latency, accuracy"),
     "train": ("hmrt.train.cli_train", "train a model"),
     "eval": ("hmrt.commands.eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
     "diagnose": ("hmrt.train.cli_diagnose", "where a DaNet checkpoint's error comes from"),
-    "calibrate": ("hmrt.calib.cli", "INT8 calibration: write a Q/DQ ONNX graph"),
+    "calibrate": (
+        "hmrt.commands.calibrate",
+        "INT8 calibration (or --qat fine-tuning): write a Q/DQ ONNX graph",
+    ),
     "export": ("hmrt.export.cli_export", "export a model to ONNX (or a Triton repository)"),
     "build-engine": ("hmrt.export.build_engine", "build a TensorRT engine from a model or ONNX"),
     "import-checkpoint": (
