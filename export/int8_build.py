@@ -66,7 +66,7 @@ def int8_mode(args: argparse.Namespace) -> str:
             "--calib-cache is the legacy calibrator's cache: add --int8-mode legacy (Q/DQ "
             "graphs keep their ranges in the graph; hmrt calibrate --cache keeps its own)"
         )
-    if mode == "legacy" and args.calib_method != "entropy":
+    if mode == "legacy" and args.calib_method not in (None, "entropy"):
         raise InputError(
             f"--calib-method {args.calib_method}: the legacy path is TensorRT's entropy "
             "calibrator (IInt8EntropyCalibrator2); for minmax or percentile ranges use "
@@ -162,6 +162,10 @@ def int8_graph_for_build(
             folder = args.out.parent if args.out.suffix in (".engine", ".plan") else args.out
             stem = args.out.stem if args.out.suffix in (".engine", ".plan") else fp32_onnx.stem
             out = folder / f"{stem}.int8.onnx"
+        if args.calib_method is None:
+            from hmrt.calib.cli import DEFAULT_METHOD
+
+            args.calib_method = DEFAULT_METHOD  # the recommended recipe, named in the output
         result = calibrate(
             Path(fp32_onnx),
             Path(out),
