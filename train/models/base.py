@@ -62,13 +62,8 @@ class BodyHead(Fp32Module):
             vertices, joints = (
                 (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
             )
-            root = joints[:, :1]
-            vertices = vertices - root
-            joints = joints - root
-        scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
-        shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
-        joints2d = (scale * (joints[..., :2] + shift) + 1.0) * self.half_size
-        return vertices, joints, joints2d
+            vertices, joints = _subtract_root(vertices, joints)
+        return vertices, joints, _project_weak(joints, cam, self.half_size)
 
 
 class MeshHead(Fp32Module):
@@ -92,13 +87,21 @@ class MeshHead(Fp32Module):
 
     def forward(self, vertices: Tensor, cam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         joints = torch.matmul(self.J_regressor, vertices)  # (J,V) @ (N,V,3) -> (N,J,3)
-        root = joints[:, :1]
-        vertices = vertices - root
-        joints = joints - root
-        scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
-        shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
-        joints2d = (scale * (joints[..., :2] + shift) + 1.0) * self.half_size
-        return vertices, joints, joints2d
+        vertices, joints = _subtract_root(vertices, joints)
+        return vertices, joints, _project_weak(joints, cam, self.half_size)
+
+
+def _subtract_root(vertices: Tensor, joints: Tensor) -> tuple[Tensor, Tensor]:
+    """Vertices and joints relative to the root joint (joint 0), the contract's 3D frame."""
+    root = joints[:, :1]
+    return vertices - root, joints - root
+
+
+def _project_weak(joints: Tensor, cam: Tensor, half_size: Tensor) -> Tensor:
+    """Weak-perspective ``cam = (s, tx, ty)`` projection of the joints to crop pixels."""
+    scale = cam[:, 0:1].unsqueeze(-1)  # (N,1,1)
+    shift = cam[:, 1:3].unsqueeze(1)  # (N,1,2)
+    return (scale * (joints[..., :2] + shift) + 1.0) * half_size
 
 
 def _drop_body_arrays(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:

@@ -13,7 +13,7 @@ meshes differ. Parity with the released checkpoints needs a real SMPL file as ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from hmrt.train.models.official_keys import KeyMap
 
 RENAMES = (
     ("img2iuv.iuv_est.final_pred.", "img2iuv.final_pred."),
@@ -34,21 +34,6 @@ DROPPED_KEYS = tuple(
 )
 
 
-def official_to_hmrt_key(key: str) -> str | None:
-    """The hmrt key for an official key, or None if the official tensor has no counterpart."""
-    if key in DROPPED_KEYS or key.startswith(DROPPED_PREFIXES):
-        return None
-    for old, new in RENAMES:
-        if key.startswith(old):
-            return new + key[len(old) :]
-    return key
-
-
-def convert_official_state_dict(state: Mapping[str, object]) -> dict[str, object]:
-    """Rename an official DaNet state dict for ``DaNet.load_state_dict`` (paper variant)."""
-    out = {}
-    for key, value in state.items():
-        new = official_to_hmrt_key(key)
-        if new is not None:
-            out[new] = value
-    return out
+KEYMAP = KeyMap(RENAMES, DROPPED_PREFIXES, DROPPED_KEYS)
+official_to_hmrt_key = KEYMAP.to_hmrt
+convert_official_state_dict = KEYMAP.convert

@@ -20,7 +20,7 @@ reference-map and read-out texel conventions): docs/DEPLOY.md, "Official DecoMR 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from hmrt.train.models.official_keys import KeyMap
 
 RENAMES = (
     ("CNet.", "cnet."),
@@ -30,21 +30,6 @@ RENAMES = (
 DROPPED_PREFIXES = ("CNet.resnet.fc.",)
 
 
-def official_to_hmrt_key(key: str) -> str | None:
-    """The hmrt key for a flattened official key, or None if it has no counterpart."""
-    if key.startswith(DROPPED_PREFIXES):
-        return None
-    for old, new in RENAMES:
-        if key.startswith(old):
-            return new + key[len(old) :]
-    return key
-
-
-def convert_official_state_dict(state: Mapping[str, object]) -> dict[str, object]:
-    """Rename a flattened official DecoMR state dict for ``DecoMR.load_state_dict`` (paper)."""
-    out = {}
-    for key, value in state.items():
-        new = official_to_hmrt_key(key)
-        if new is not None:
-            out[new] = value
-    return out
+KEYMAP = KeyMap(RENAMES, DROPPED_PREFIXES)
+official_to_hmrt_key = KEYMAP.to_hmrt
+convert_official_state_dict = KEYMAP.convert
