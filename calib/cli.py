@@ -320,13 +320,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_qat_ranges(args: argparse.Namespace, fp32: Path) -> int:
     """Write ``--out`` from an FP32 export of a QAT checkpoint and its ``qat_ranges.npz``."""
-    from hmrt.calib.data import (
-        CALIB_SEED,
-        calibration_images,
-        open_calibration_source,
-        preprocessor_from_onnx,
-    )
-    from hmrt.calib.qat_ranges import write_qat_qdq
+    from hmrt.calib.qat_ranges import write_qat_graph
     from hmrt.calib.qdq import load_fp32_graph
     from hmrt.runtime.errors import InputError
     from hmrt.runtime.model_info import onnx_contract
@@ -340,18 +334,23 @@ def run_qat_ranges(args: argparse.Namespace, fp32: Path) -> int:
         raise InputError("QAT ranges use the trained plan: no --float-groups/--op-types")
     onnx_contract(str(fp32), load_fp32_graph(fp32))
     progress = not args.no_progress
-    seed = CALIB_SEED if args.calib_seed is None else args.calib_seed
-    source = open_calibration_source(args.data, args.calib_n, seed, args.calib_body)
-    images = calibration_images(source, preprocessor_from_onnx(fp32), progress)
-    result, match = write_qat_qdq(
-        fp32, args.qat_ranges, args.out, images, args.per_channel, source.description, progress
+    result, match, description = write_qat_graph(
+        fp32,
+        args.qat_ranges,
+        args.out,
+        args.data,
+        args.calib_n,
+        args.calib_seed,
+        args.calib_body,
+        args.per_channel,
+        progress,
     )
     print(
         f"wrote {result.path} (INT8 Q/DQ from QAT ranges, opset "
         f"{result.metadata.get('hmrt.opset', '?')}, {len(result.quantized_nodes)} nodes read "
         f"int8; {len(match.matched)} tensors took their QAT range, "
         f"{len(match.fallback_quantized)} quantized ones the minmax range on "
-        f"{source.description}; kept float: {len(result.plan.islands)} "
+        f"{description}; kept float: {len(result.plan.islands)} "
         f"FP32-island nodes, heads {', '.join(result.plan.heads) or 'none'})"
     )
     if args.cpu_copy is not None:

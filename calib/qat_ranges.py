@@ -248,3 +248,32 @@ def write_qat_qdq(
         onnx.save(model, str(tmp_out))
     result.metadata.update({p.key: p.value for p in model.metadata_props})
     return result, match
+
+
+def write_qat_graph(
+    fp32_path: str | os.PathLike,
+    ranges_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    data: str = "synth",
+    n: int = 64,
+    seed: int | None = None,
+    body: str | os.PathLike | None = None,
+    per_channel: bool = True,
+    progress: bool = True,
+):
+    """:func:`write_qat_qdq` with its fallback ``minmax`` ranges calibrated on ``n`` crops of
+    ``data`` (``hmrt calibrate --qat-ranges`` and the precision report's QAT row share it, so
+    both write the same graph). Returns ``(QuantizeResult, RangeMatch, data description)``."""
+    from hmrt.calib.data import (
+        CALIB_SEED,
+        calibration_images,
+        open_calibration_source,
+        preprocessor_from_onnx,
+    )
+
+    source = open_calibration_source(data, n, CALIB_SEED if seed is None else seed, body)
+    images = calibration_images(source, preprocessor_from_onnx(fp32_path), progress)
+    result, match = write_qat_qdq(
+        fp32_path, ranges_path, out_path, images, per_channel, source.description, progress
+    )
+    return result, match, source.description

@@ -10,6 +10,7 @@ its graphs and prints :func:`format_markdown`. ``--write-benchmarks`` replaces o
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SECTION = "## Export and precision"
 
@@ -30,7 +31,19 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n", type=int, default=512, help="synth-val frames to score (default 512)")
     g.add_argument("--calib-data", default="synth", help="INT8 calibration data (default synth)")
     g.add_argument("--calib-n", type=int, default=512, help="calibration crops (default 512)")
-    g.add_argument("--method", choices=("entropy", "minmax", "percentile"), default="minmax")
+    g.add_argument(
+        "--method",
+        choices=("entropy", "minmax", "percentile"),
+        default="minmax",
+        help="range rule of the PTQ INT8 rows (default minmax)",
+    )
+    g.add_argument(
+        "--qat-run",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a `hmrt calibrate --qat` run folder (qat.pt + qat_ranges.npz): adds the INT8 QAT rows",
+    )
     g.add_argument("--float-groups", default="", metavar="G1,G2", help="groups left in float")
     g.add_argument(
         "--roi-pool",
@@ -87,18 +100,19 @@ def format_markdown(report, command: str, date: str) -> str:
         f"{report.calibration}. RoI pooling: {o.roi_pool or 'grid'}.",
         "",
         "| graph | how it ran | MPJPE | PA-MPJPE | PVE | max vertex dev. from FP32 | "
-        "ORT CPU ms median (p10) | speed-up vs FP32 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "ORT CPU ms median (p10) | speed-up vs FP32 | verdict |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in report.rows:
         m = r.metrics
         lat = f"{r.latency.median_ms:.1f} ({r.latency.p10_ms:.1f})" if r.latency else "-"
         speed = f"{fp32.median_ms / r.latency.median_ms:.2f}x" if r.latency and fp32 else "-"
         lines.append(
-            f"| {r.name} | {r.how} | {_fmt(m.get('mpjpe'))} | {_fmt(m.get('pa_mpjpe'))} | "
-            f"{_fmt(m.get('pve'))} | {_fmt(r.max_dev_mm, '.2f')} | {lat} | {speed} |"
+            f"| {r.shown} | {r.how} | {_fmt(m.get('mpjpe'))} | {_fmt(m.get('pa_mpjpe'))} | "
+            f"{_fmt(m.get('pve'))} | {_fmt(r.max_dev_mm, '.2f')} | {lat} | {speed} | "
+            f"{report.verdict(r.name)} |"
         )
-    from hmrt.calib.precision_report import INT8_CPU, INT8_TRT, INT8_TRT_CPU
+    from hmrt.calib.precision_report import INT8_CPU, INT8_TRT, INT8_TRT_CPU, VERDICT_RULE
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "missed"
@@ -106,6 +120,8 @@ def format_markdown(report, command: str, date: str) -> str:
     pa_trt, pa_cpu = report.pa_delta(INT8_TRT), report.pa_delta(INT8_CPU)
     sp_trt, sp_cpu = report.speedup(INT8_TRT_CPU), report.speedup(INT8_CPU)
     lines += [
+        "",
+        VERDICT_RULE,
         "",
         f"Metrics in mm. Targets (DaNet-edge): INT8 PA-MPJPE within {TARGET_PA_DELTA_MM:g} mm of "
         f"FP32: TensorRT Q/DQ graph {pa_trt:+.2f} mm ({verdict(pa_trt <= TARGET_PA_DELTA_MM)}), "

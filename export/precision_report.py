@@ -13,9 +13,17 @@ import argparse
 from pathlib import Path
 
 
-def export_report_graphs(source, roi_pool: str | None, folder: Path) -> dict[str, Path]:
+def export_report_graphs(
+    source,
+    roi_pool: str | None,
+    folder: Path,
+    qat_run: Path | None = None,
+    body: object = None,
+) -> dict[str, Path]:
     """Write the FP32 graph and the FP16 graph (FP32 islands, as for TensorRT 11) of
-    ``source`` (a :class:`hmrt.export.model_source.ModelSource`) into ``folder``."""
+    ``source`` (a :class:`hmrt.export.model_source.ModelSource`) into ``folder``; with
+    ``qat_run`` also ``qat_fp32``, the FP32 export of its ``qat.pt`` (same RoI pooling), which
+    the QAT rows quantize with the run's ranges (``body``: as :func:`load_model`'s)."""
     from hmrt.export.onnx_export import ExportOptions, export_model
 
     fp32 = folder / f"{source.name}_{source.variant}_fp32.onnx"
@@ -23,7 +31,17 @@ def export_report_graphs(source, roi_pool: str | None, folder: Path) -> dict[str
     export_model(source.model, fp32, source.name, source.variant, ExportOptions(roi_pool=roi_pool))
     fp16_options = ExportOptions(roi_pool=roi_pool, precision="fp16", trt_version="11")
     export_model(source.model, fp16, source.name, source.variant, fp16_options)
-    return {"fp32": fp32, "fp16": fp16}
+    paths = {"fp32": fp32, "fp16": fp16}
+    if qat_run is not None:
+        from hmrt.export.model_source import _body_layer
+        from hmrt.train.checkpoint import load_checkpoint
+
+        qat = load_checkpoint(qat_run / "qat.pt", body=_body_layer(body)).eval()
+        paths["qat_fp32"] = folder / f"{source.name}_{source.variant}_qat_fp32.onnx"
+        export_model(
+            qat, paths["qat_fp32"], source.name, source.variant, ExportOptions(roi_pool=roi_pool)
+        )
+    return paths
 
 
 def report_command() -> str:
@@ -48,7 +66,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     import torch
 
-    from hmrt.calib.precision_report import ReportOptions, build_report
+    from hmrt.calib.precision_report import VERDICT_RULE, ReportOptions, build_report
     from hmrt.calib.report_cli import (
         SECTION,
         format_markdown,
@@ -61,6 +79,14 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.checkpoint is None and args.model is None:
         raise InputError("--precision-report needs --model NAME [--variant V] or --checkpoint PATH")
+    qat_run = getattr(args, "qat_run", None)
+    if qat_run is not None:
+        missing = [f for f in ("qat.pt", "qat_ranges.npz") if not (Path(qat_run) / f).is_file()]
+        if missing:
+            raise InputError(
+                f"--qat-run {qat_run}: no {' or '.join(missing)} (a `hmrt calibrate --qat` "
+                "run folder holds both)"
+            )
     threads = args.threads if args.threads > 0 else 1
     torch.set_num_threads(threads)
     source = load_model(args.model, args.variant, args.checkpoint, args.random_init, body=args.body)
@@ -81,15 +107,23 @@ def run_report(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity,
         sensitivity_n=args.sensitivity_n,
         progress=not args.no_progress,
+        qat_ranges=Path(qat_run) / "qat_ranges.npz" if qat_run is not None else None,
     )
-    graphs = functools.partial(export_report_graphs, source, opts.roi_pool)
+    qat_dir = Path(qat_run) if qat_run is not None else None
+    graphs = functools.partial(
+        export_report_graphs, source, opts.roi_pool, qat_run=qat_dir, body=args.body
+    )
     report = build_report(source, opts, graphs)
     body = format_markdown(report, report_command(), datetime.date.today().isoformat())
     title = subsection_title(source.name, source.variant)
     print(f"{title}\n\n{body}")
     if args.json:
         data = {
-            "rows": [dataclasses.asdict(r) for r in report.rows],
+            "rows": [
+                {**dataclasses.asdict(r), "verdict": report.verdict(r.name)} for r in report.rows
+            ],
+            "verdicts": {r.name: report.verdict(r.name) for r in report.rows},
+            "verdict_rule": VERDICT_RULE,
             "sensitivity": report.sensitivity,
             "pa_delta_mm": {r.name: report.pa_delta(r.name) for r in report.rows},
             "speedup": {r.name: report.speedup(r.name) for r in report.rows if r.latency},

@@ -7,11 +7,16 @@ import pytest
 from hmrt.calib.latency import Latency
 from hmrt.calib.precision_report import (
     INT8_CPU,
+    INT8_QAT,
+    INT8_QAT_CPU,
     INT8_TRT,
     INT8_TRT_CPU,
+    VERDICT_RULE,
     PrecisionReport,
     ReportOptions,
     Row,
+    row_label,
+    row_verdict,
 )
 from hmrt.calib.report_cli import SECTION, format_markdown, replace_subsection
 
@@ -69,11 +74,11 @@ def _report(int8_pa: float, int8_ms: float) -> PrecisionReport:
 
 
 def test_markdown_states_targets_how_graphs_ran_and_kernels():
-    met = _report(51.0, 7.5)
+    met = _report(51.0, 6.0)
     assert met.targets_met
     text = format_markdown(met, "hmrt eval --precision-report --model danet", "2026-11-21")
     assert "`hmrt eval --precision-report --model danet`" in text and "2026-11-21" in text
-    assert "TensorRT Q/DQ graph +1.00 mm (met)" in text and "1.60x (met)" in text
+    assert "TensorRT Q/DQ graph +1.00 mm (met)" in text and "2.00x (met)" in text
     assert "58 QLinearConv, 36 float Conv" in text
     assert "| backbone.s1 | 2.00 | 1.00 |" in text
     assert "pending the trained weights" not in text
@@ -83,6 +88,89 @@ def test_markdown_states_targets_how_graphs_ran_and_kernels():
     assert "+4.50 mm (missed)" in text and "1.20x (missed)" in text
     missed.final_weights = False
     assert "pending the trained weights" in format_markdown(missed, "cmd", "2026-11-21")
+
+
+def _row(name: str, pa: float, ms: float | None) -> Row:
+    latency = Latency(ms, ms, 10) if ms is not None else None
+    return Row(name, "how", {"pa_mpjpe": pa}, None, latency)
+
+
+def test_verdict_rule_on_hand_made_rows():
+    """Accuracy budget first (INT8 3 mm, FP16 0.5 mm vs FP32), then speed in ORT vs FP32."""
+    fp32 = _row("FP32", 50.0, 10.0)
+    assert row_verdict(fp32, fp32) == "recommended (reference)"
+    assert row_verdict(_row("torch FP32", 49.0, None), fp32) == "reference"
+    ok = row_verdict(_row(INT8_CPU, 52.9, 5.0), fp32)
+    assert ok == "recommended: PA-MPJPE +2.90 mm, 2.00x FP32"
+    slow_target = row_verdict(_row(INT8_CPU, 51.0, 8.0), fp32)
+    assert slow_target.startswith("recommended") and "under the 1.8x target" in slow_target
+    bad = row_verdict(_row(INT8_TRT, 53.5, 5.0), fp32)
+    assert bad == "not recommended: PA-MPJPE +3.50 mm vs FP32 (budget 3 mm)"
+    slower = row_verdict(_row(INT8_QAT, 50.5, 12.5), fp32)
+    assert slower.startswith("not recommended on ONNX Runtime CPU: 0.80x FP32's speed")
+    assert row_verdict(_row("FP16", 50.6, 9.0), fp32).startswith("not recommended: PA-MPJPE +0.60")
+    assert row_verdict(_row("FP16", 50.4, 9.0), fp32).startswith("recommended")
+    assert "speed not measured" in row_verdict(_row(INT8_CPU, 50.0, None), fp32)
+
+
+def test_int8_row_labels_name_their_range_rule():
+    assert row_label(INT8_TRT, "minmax") == "INT8 PTQ minmax (TensorRT Q/DQ)"
+    assert row_label(INT8_CPU, "entropy") == "INT8 PTQ entropy (ORT CPU recipe)"
+    assert row_label(INT8_QAT_CPU, "minmax") == "INT8 QAT ranges (TensorRT Q/DQ), ORT CPU form"
+    assert row_label("FP16", "minmax") == "FP16" and ReportOptions().method == "minmax"
+
+
+def test_markdown_has_a_verdict_for_every_row_and_the_qat_rows():
+    report = _report(51.0, 7.5)
+    report.rows += [
+        Row(INT8_QAT, "qat", {"pa_mpjpe": 50.5}, 1.0, Latency(15.0, 15.0, 10), "INT8 QAT ranges"),
+    ]
+    text = format_markdown(report, "cmd", "2026-12-06")
+    assert VERDICT_RULE in text and "| verdict |" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| FP", "| INT8"))]
+    assert len(rows) == 6
+    assert all("recommended" in line for line in rows)
+    qat = next(line for line in rows if line.startswith("| INT8 QAT ranges |"))
+    assert qat.endswith("not recommended on ONNX Runtime CPU: 0.80x FP32's speed "
+                        "(accuracy kept, PA-MPJPE +0.50 mm) |")  # fmt: skip
+
+
+def test_qat_rows_are_written_from_a_qat_range_file(tmp_path):
+    """A QAT range file (observers recorded on a probe, here the FP32 graph's own tensors) gives
+    the two QAT graphs by the same writer as ``hmrt calibrate --qat-ranges``; they run."""
+    import numpy as np
+    import onnx
+    from calib_helpers import danet_edge_fp32, parts_body, synth_crops
+
+    from hmrt.calib.precision_report import batched_outputs, qat_graphs
+    from hmrt.calib.qat_ranges import probe_onnx, save_observed
+    from hmrt.calib.qdq import CALIBRATED_OP_TYPES
+    from hmrt.calib.ranges import tensors_to_calibrate
+
+    fp32 = danet_edge_fp32()
+    probe = synth_crops()[:2]
+    names = tensors_to_calibrate(onnx.load(str(fp32)), CALIBRATED_OP_TYPES)
+    seen = probe_onnx(onnx.load(str(fp32)), names, probe)
+    ranges = {n: (float(np.abs(v).max()), float(v.min()), float(v.max())) for n, v in seen.items()}
+    npz = save_observed(tmp_path / "qat_ranges.npz", ranges, seen, probe, step=2)
+    assert qat_graphs(fp32, ReportOptions(), tmp_path) == ({}, "")
+    opts = ReportOptions(qat_ranges=npz, qat_calib_n=2, body=str(parts_body()), progress=False)
+    graphs, text = qat_graphs(fp32, opts, tmp_path)
+    assert set(graphs) == {INT8_QAT, INT8_QAT_CPU}
+    assert "(step 2)" in text and " 0 quantized ones the minmax range" in text
+    ref = batched_outputs(fp32, probe)["joints3d"]
+    for model in graphs.values():
+        out = batched_outputs(model, probe)["joints3d"]
+        assert out.shape == ref.shape and np.isfinite(out).all()
+
+
+def test_qat_run_without_its_files_is_one_line(tmp_path, capsys):
+    from hmrt.cli import main
+
+    code = main(["eval", "--precision-report", "--model", "danet", "--qat-run", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--qat-run" in err and "qat.pt or qat_ranges.npz" in err
 
 
 @pytest.mark.slow
@@ -100,4 +188,4 @@ def test_precision_report_end_to_end(tmp_path):
     assert code == 0
     text = md.read_text()
     assert "### Precision report (DaNet-edge)" in text and "their table" in text
-    assert "| INT8 (TensorRT Q/DQ) |" in text and "| local_streams |" in text
+    assert "| INT8 PTQ minmax (TensorRT Q/DQ) |" in text and "| local_streams |" in text
