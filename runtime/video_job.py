@@ -3,9 +3,9 @@
 Wires a Reconstructor, a frame source, the threaded pipeline and the outputs in the save
 folder, committed together only if the whole run succeeds: the annotated video
 (``annotated.mp4``) for a video or a camera, the annotated picture (``annotated.jpg`` /
-``.png``, after the input's format, without an FPS line) for a single image, or one annotated
-picture per input in ``annotated/`` for a folder of images (each keeps its own size), plus the
-per-frame ``results.npz`` / ``results.jsonl``; and an optional window.
+``.png``, after the input's format) for a single image, or one annotated picture per input in
+``annotated/`` for a folder of images (each keeps its own size; pictures carry no FPS line),
+plus the per-frame ``results.npz`` / ``results.jsonl``; and an optional window.
 
 The save folder is checked for writability before any work, created only when outputs are
 opened, and removed again if the run fails and it is still empty; errors from writing (a full
@@ -160,8 +160,8 @@ def process_source(
 
         def render(frame, result, text):
             state["frame"] = frame
-            if kind == "picture":
-                text = ""  # one image: no frame rate to show
+            if kind != "video":
+                text = ""  # a picture per photo: a frame rate across photos is not its property
             return annotator(frame.image, result, text)  # type: ignore[misc]
 
         def on_image(image: np.ndarray) -> bool:

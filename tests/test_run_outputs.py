@@ -275,6 +275,25 @@ def test_folder_of_photos_keeps_each_size(files, tmp_path, capsys):
         assert cv2.imread(str(save / "annotated" / name)).shape == (h, w, 3), name
 
 
+def test_pictures_of_a_folder_carry_no_fps_line(files, tmp_path):
+    from hmrt.runtime import Reconstructor
+    from hmrt.runtime.video_job import process_source
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = blob_frame(320, 240, (200, 130))
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(folder / name), image)
+    save = tmp_path / "out"
+    with Reconstructor(files["model"], "onnxruntime-cpu") as rec:
+        process_source(rec, open_source(str(folder)), save=save, progress=False,
+                       bbox=(170, 70, 230, 190), independent=True)  # fmt: skip
+    for name in ("a.png", "b.png", "c.png"):  # the top-left corner is the photo itself
+        out = cv2.imread(str(save / "annotated" / name))
+        corner = np.abs(out[:40, :120].astype(int) - image[:40, :120].astype(int))
+        assert corner.mean() < 0.5, (name, corner.mean())
+
+
 # -- process_source(bbox=...) ----------------------------------------------------------------
 def test_process_source_with_a_fixed_box(files, tmp_path):
     from hmrt.runtime import Reconstructor
