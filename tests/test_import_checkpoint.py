@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+import import_helpers
 import pytest
 import torch
 from body_helpers import write_synthetic_body
@@ -36,51 +37,36 @@ SMPL_BUFFERS = {  # what an official file saved with its SMPL layer would add (d
 
 
 def manifest_rows() -> list[tuple[str, tuple[int, ...], str]]:
-    return [(k, tuple(s), d) for k, s, d in load_manifest("danet")["state_dict"]]
+    return import_helpers.manifest_rows("danet")
+
+
+def _danet_values(key: str, leaf: str, shape: tuple[int, ...], g: torch.Generator):
+    """DaNet's tensors beyond the default rule: a small camera/shape head (random ResNet
+    features are large, so outputs stay metre-scale), identity mean rotations (a
+    well-conditioned Gram-Schmidt), positive RoI ratios and camera scale."""
+    if leaf == "weight" and len(shape) >= 2 and "final_layer" in key:
+        return torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:])) * 1e-3
+    if leaf == "mean_pose":
+        eye6d = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(24).reshape(shape)
+        return eye6d + 0.1 * torch.randn(shape, generator=g)
+    if leaf in ("learned_ratio", "mean_cam_shape", "edge_importance"):
+        return 0.5 + 0.5 * torch.rand(shape, generator=g)
+    if leaf == "learned_offset":
+        return 0.05 * torch.rand(shape, generator=g)
+    return None
 
 
 def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random values in the official layout, scaled like trained weights (activations O(1)).
-
-    Fan-in scaled conv/linear weights (a small camera/shape head), BatchNorm scale and variance
-    near 1, identity mean rotations (a well-conditioned Gram-Schmidt), positive RoI ratios and
-    camera scale.
-    """
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape, dtype in manifest_rows():
-        leaf = key.rsplit(".", 1)[-1]
-        if dtype == "int64":
-            value = torch.randint(0, 1000, shape, generator=g)
-        elif leaf == "weight" and len(shape) >= 2:
-            value = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
-            if "final_layer" in key:  # the camera/shape head: small, as trained (random
-                value = value * 1e-3  # ResNet features are large), so outputs are metre-scale
-        elif leaf in ("weight", "running_var"):
-            value = 1.0 + 0.1 * torch.rand(shape, generator=g)
-        elif leaf == "mean_pose":
-            eye6d = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(24).reshape(shape)
-            value = eye6d + 0.1 * torch.randn(shape, generator=g)
-        elif leaf in ("learned_ratio", "mean_cam_shape", "edge_importance"):
-            value = 0.5 + 0.5 * torch.rand(shape, generator=g)
-        elif leaf == "learned_offset":
-            value = 0.05 * torch.rand(shape, generator=g)
-        else:  # biases, running means
-            value = 0.05 * torch.randn(shape, generator=g)
-        state[key] = value
-    return state
+    """Random values in the official layout, scaled like trained weights (activations O(1))."""
+    return import_helpers.official_state("danet", seed, _danet_values)
 
 
 def cheap_state() -> dict[str, torch.Tensor]:
-    """The official layout with one stored number per tensor (stride-0 views): a tiny file."""
-    one = {"float32": torch.zeros(1), "int64": torch.zeros(1, dtype=torch.int64)}
-    return {k: one[d].expand(s) if s else one[d][0] for k, s, d in manifest_rows()}
+    return import_helpers.cheap_state("danet")
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["import-checkpoint", "--model", "danet", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return import_helpers.run_import(capsys, "danet", *args)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+import import_helpers
 import pytest
 import torch
 
@@ -35,31 +35,16 @@ PARTS = ("CNet", "LNet")
 
 
 def manifest_rows() -> list[tuple[str, tuple[int, ...], str]]:
-    return [(k, tuple(s), d) for k, s, d in load_manifest("decomr")["state_dict"]]
+    return import_helpers.manifest_rows("decomr")
 
 
 def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random values in the flattened official layout (fan-in scaled weights, norms near 1)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape, dtype in manifest_rows():
-        leaf = key.rsplit(".", 1)[-1]
-        if dtype == "int64":
-            value = torch.randint(0, 1000, shape, generator=g)
-        elif leaf == "weight" and len(shape) >= 2:
-            value = torch.randn(shape, generator=g) / float(np.sqrt(np.prod(shape[1:])))
-        elif leaf in ("weight", "running_var"):
-            value = 1.0 + 0.1 * torch.rand(shape, generator=g)
-        else:
-            value = 0.05 * torch.randn(shape, generator=g)
-        state[key] = value
-    return state
+    return import_helpers.official_state("decomr", seed)
 
 
 def cheap_state() -> dict[str, torch.Tensor]:
-    """The flattened official layout with one stored number per tensor: a tiny file."""
-    one = {"float32": torch.zeros(1), "int64": torch.zeros(1, dtype=torch.int64)}
-    return {k: one[d].expand(s) if s else one[d][0] for k, s, d in manifest_rows()}
+    return import_helpers.cheap_state("decomr")
 
 
 def as_released(flat: dict[str, torch.Tensor]) -> dict:
@@ -74,9 +59,7 @@ def as_released(flat: dict[str, torch.Tensor]) -> dict:
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["import-checkpoint", "--model", "decomr", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return import_helpers.run_import(capsys, "decomr", *args)
 
 
 @pytest.fixture(scope="module")

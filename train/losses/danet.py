@@ -20,6 +20,7 @@ from torch import nn
 
 from hmrt.train.losses import iuv, keypoints, smpl
 from hmrt.train.losses.config import PRETRAIN_TERMS, LossConfig
+from hmrt.train.losses.reduce import weighted_total
 from hmrt.train.models.danet.tables import ANN_GROUPS
 
 Tensor = torch.Tensor
@@ -308,23 +309,10 @@ class DanetCriterion(nn.Module):
 
         ``pretrain`` keeps only the IUV-estimator terms (DaNet's IUV-only warm-up phase).
         """
-        cache: dict = {}
-        total = None
-        raw: dict[str, Tensor] = {}
-        for name, fn in self.terms.items():
-            weight = self.config.weights[name]
-            if weight == 0 or (pretrain and name not in PRETRAIN_TERMS):
-                continue
-            if name not in PRETRAIN_TERMS:
-                weight *= self.config.target_scale
-            value = fn(pred, batch, cache)
-            if value is None:
-                self.skipped.add(name)
-                continue
-            raw[name] = value.detach()
-            total = weight * value if total is None else total + weight * value
-        if total is None:
-            # Nothing applicable: a zero that still depends on the outputs keeps backward legal.
-            anchor = next(v for v in pred.values() if isinstance(v, Tensor) and v.requires_grad)
-            total = anchor.sum() * 0.0
-        return total, raw
+        scale = self.config.target_scale
+        weights = {
+            name: w if name in PRETRAIN_TERMS else w * scale
+            for name, w in self.config.weights.items()
+            if not (pretrain and name not in PRETRAIN_TERMS)
+        }
+        return weighted_total(self.terms, weights, pred, batch, self.skipped)

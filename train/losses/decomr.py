@@ -53,7 +53,7 @@ from hmrt.runtime.errors import InputError
 from hmrt.train.losses import keypoints
 from hmrt.train.losses.config import NORMS
 from hmrt.train.losses.iuv import _resize_labels, _resize_values
-from hmrt.train.losses.reduce import pointwise, sample_mask, weighted_mean
+from hmrt.train.losses.reduce import pointwise, sample_mask, weighted_mean, weighted_total
 
 DECOMR_WEIGHTS: dict[str, float] = {
     "dp_mask": 0.2,  # official lam_dp_mask (paper lambda_c)
@@ -379,20 +379,9 @@ class DecoMRCriterion(nn.Module):
 
         ``pretrain`` keeps only ``dp_mask`` and ``dp_uv`` (the official CNet-only stage).
         """
-        cache: dict = {}
-        total = None
-        raw: dict[str, Tensor] = {}
-        for name, fn in self.terms.items():
-            weight = self.config.weights[name]
-            if weight == 0 or (pretrain and name not in DECOMR_PRETRAIN_TERMS):
-                continue
-            value = fn(pred, batch, cache)
-            if value is None:
-                self.skipped.add(name)
-                continue
-            raw[name] = value.detach()
-            total = weight * value if total is None else total + weight * value
-        if total is None:
-            anchor = next(v for v in pred.values() if isinstance(v, Tensor) and v.requires_grad)
-            total = anchor.sum() * 0.0
-        return total, raw
+        weights = {
+            name: w
+            for name, w in self.config.weights.items()
+            if not (pretrain and name not in DECOMR_PRETRAIN_TERMS)
+        }
+        return weighted_total(self.terms, weights, pred, batch, self.skipped)

@@ -56,3 +56,30 @@ def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
         m = m.float()
         out = m if out is None else out * m
     return out
+
+
+def weighted_total(
+    terms: dict, weights: dict[str, float], pred: dict, batch: dict, skipped: set[str]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``sum(weight * term)`` over the terms with a non-zero weight, and each computed term's raw
+    value (detached, for logging). A term returning None (its labels are absent) is added to
+    ``skipped``. With nothing applicable the total is a zero that still depends on the outputs,
+    so backward stays legal. ``terms`` maps a name to ``fn(pred, batch, cache)``; ``cache`` is
+    shared by the terms of one call (intermediate maps computed once)."""
+    cache: dict = {}
+    total = None
+    raw: dict[str, torch.Tensor] = {}
+    for name, fn in terms.items():
+        weight = weights.get(name, 0.0)
+        if weight == 0:
+            continue
+        value = fn(pred, batch, cache)
+        if value is None:
+            skipped.add(name)
+            continue
+        raw[name] = value.detach()
+        total = weight * value if total is None else total + weight * value
+    if total is None:
+        anchor = next(v for v in pred.values() if isinstance(v, torch.Tensor) and v.requires_grad)
+        total = anchor.sum() * 0.0
+    return total, raw
