@@ -21,11 +21,13 @@ BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "onnxruntime-trt", "onnxru
 SMOOTH_CHOICES = ("none", "light", "default", "heavy")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    model_required: bool = True,
+    model_help: str = "hmrt .onnx or .engine file",
+) -> None:
     """Options shared by run, demo and bench: model, backend, threads, intrinsics, CUDA."""
-    parser.add_argument(
-        "--model", required=model_required, metavar="PATH", help="hmrt .onnx or .engine file"
-    )
+    parser.add_argument("--model", required=model_required, metavar="PATH", help=model_help)
     parser.add_argument(
         "--backend",
         default="auto",

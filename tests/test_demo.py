@@ -85,6 +85,18 @@ def test_demo_default_model_missing_is_a_clear_error(clip, tmp_path, capsys, no_
     assert not (tmp_path / "o").exists()
 
 
+def test_demo_model_by_name_picks_the_bundled_weights(tmp_path, capsys, no_bundled_weights):
+    from hmrt.commands.demo import bundled_model
+
+    assert bundled_model("decomr") == ("decomr", "edge") == bundled_model("decomr_edge")
+    assert bundled_model("danet") == ("danet", "edge")
+    assert bundled_model("decomr.onnx") is None and bundled_model("model.engine") is None
+    code = main(["demo", "--model", "decomr", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "decomr-edge" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_demo_command_imports_no_torch_until_it_must_export():
     """``hmrt demo`` lives in hmrt.commands (it spans runtime, export and the data engine), but
     importing it and building its parser loads neither torch nor hmrt.export / hmrt.train."""

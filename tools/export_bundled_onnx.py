@@ -10,7 +10,8 @@ or the contract's output list), and the fix is to re-run this command.
 Run from the repository root in the full install (torch, the ``export`` extra); about a minute
 on 2 CPU cores::
 
-    python tools/export_bundled_onnx.py
+    python tools/export_bundled_onnx.py                 # DaNet-edge
+    python tools/export_bundled_onnx.py --model decomr  # DecoMR-edge
 
 Two runs with the same torch/onnx versions write byte-identical files (the metadata also
 records the exporter's torch version and hmrt's version).
@@ -30,15 +31,23 @@ def main(argv: list[str] | None = None) -> int:
     from hmrt.runtime.cache import file_sha256
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=REPO / "assets/weights/danet_edge.pt")
-    parser.add_argument("--out", type=Path, default=REPO / "assets/weights/danet_edge.onnx")
+    parser.add_argument(
+        "--model",
+        default="danet",
+        help="bundled model whose edge weights to export (danet, decomr)",
+    )
+    parser.add_argument("--weights", type=Path, default=None, help="default: the bundled .pt")
+    parser.add_argument("--out", type=Path, default=None, help="default: next to the .pt")
     args = parser.parse_args(argv)
+    stem = REPO / "assets" / "weights" / f"{args.model}_edge"
+    args.weights = args.weights or stem.with_suffix(".pt")
+    args.out = args.out or stem.with_suffix(".onnx")
     meta = export_demo_model(args.weights, args.out)
     size = args.out.stat().st_size / 2**20
     print(
         f"wrote {args.out} ({size:.1f} MiB, sha256 {file_sha256(args.out)[:16]}); "
         f"{WEIGHTS_SHA_KEY} {meta[WEIGHTS_SHA_KEY][:16]} ({args.weights.name}), opset "
-        f"{meta['hmrt.opset']}, roi_pool {meta['hmrt.roi_pool']}"
+        f"{meta['hmrt.opset']}"
     )
     return 0
 

@@ -9,7 +9,8 @@ from) and the clip with its ground truth (``assets/demo/``, made by ``tools/make
 Nothing is downloaded. Only when a packaged file is missing or stale (a checkout whose weights
 changed) does the demo fall back to exporting with ``hmrt.export`` (torch) or generating the clip
 with ``hmrt synth --video``, once, into ``~/.cache/hmrt``. ``--model`` and ``--clip`` replace
-either default (e.g. ``--model danet_edge.engine`` to run TensorRT). It lives in
+either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr`` runs
+the bundled DecoMR-edge weights instead of DaNet-edge. It lives in
 :mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine; importing
 it loads neither torch nor hmrt.export.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 from hmrt.runtime.cli_run import SMOOTH_CHOICES, add_model_arguments
 
 DEMO_MODEL = ("danet", "edge")
+BUNDLED_MODELS = ("danet", "decomr")
+"""Models whose ``edge`` weights ship in ``assets/weights``: ``hmrt demo --model NAME`` runs them."""
 ROI_MODES = {
     "every-frame": "the clip's ground-truth box on every frame (a stand-in for a person "
     "detector; --gt-boxes acquisition: track from the model's 2D joints)",
@@ -47,7 +50,12 @@ parses on every TensorRT version too (docs/DEPLOY.md, "Deployment rewrites"); op
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``hmrt demo`` options."""
-    add_model_arguments(parser, model_required=False)
+    add_model_arguments(
+        parser,
+        model_required=False,
+        model_help="hmrt .onnx or .engine file, or a bundled model: "
+        f"{', '.join(BUNDLED_MODELS)} (default: {DEMO_MODEL[0]})",
+    )
     parser.add_argument("--out", default="hmrt_out", metavar="DIR", help="output folder")
     parser.add_argument(
         "--clip", default=None, metavar="VIDEO", help="video instead of the demo clip"
@@ -76,12 +84,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- defaults: the bundled model and clip -------------------------------------------------
-def bundled_onnx_path() -> Path:
+def bundled_onnx_path(model: tuple[str, str] = DEMO_MODEL) -> Path:
     """Where the package keeps the ONNX export of the bundled weights (it may be absent)."""
     from hmrt.assets import asset_path
 
-    name, variant = DEMO_MODEL
+    name, variant = model
     return asset_path(f"weights/{name}_{variant}.onnx")
+
+
+def bundled_model(spec: str) -> tuple[str, str] | None:
+    """``(name, "edge")`` when ``--model`` names a bundled model (``decomr``, ``decomr_edge``),
+    else None (a path)."""
+    name = spec.removesuffix("_edge")
+    if name in BUNDLED_MODELS and not Path(spec).suffix:
+        return (name, "edge")
+    return None
 
 
 def onnx_weights_sha(path: Path) -> str | None:
@@ -107,8 +124,9 @@ def onnx_weights_sha(path: Path) -> str | None:
 def export_demo_model(weights: Path, out: Path) -> dict[str, str]:
     """Export the checkpoint ``weights`` as the demo's ONNX ``out``; returns its metadata.
 
-    The one export behind both the packaged file (``tools/export_bundled_onnx.py``) and the
-    cache fallback: fp32, dynamic batch, RoI pooling as MatMuls, opset 17, plus
+    The one export behind both the packaged files (``tools/export_bundled_onnx.py``) and the
+    cache fallback: fp32, dynamic batch, opset 17, RoI pooling as MatMuls (DaNet) and the UV
+    layers in their default forms (DecoMR: ScatterElements-add and the gather table), plus
     ``hmrt.weights_sha256`` (the checkpoint's sha256) so that a stale export is detectable.
     Needs the ``export`` extra (torch, onnx).
     """
@@ -131,16 +149,16 @@ def export_demo_model(weights: Path, out: Path) -> dict[str, str]:
     return meta
 
 
-def default_model() -> Path:
-    """The ONNX of the bundled DaNet-edge weights: the packaged export when it matches them,
-    else a cached export made on first use (needs torch)."""
+def default_model(model: tuple[str, str] = DEMO_MODEL) -> Path:
+    """The ONNX of the bundled ``model`` weights (DaNet-edge by default): the packaged export
+    when it matches them, else a cached export made on first use (needs torch)."""
     from hmrt.assets import asset_path
     from hmrt.runtime.cache import cache_dir, file_sha256
     from hmrt.runtime.errors import InputError, MissingDependencyError
 
-    name, variant = DEMO_MODEL
+    name, variant = model
     weights = asset_path(f"weights/{name}_{variant}.pt")
-    packaged = bundled_onnx_path()
+    packaged = bundled_onnx_path(model)
     if packaged.is_file() and not weights.is_file():
         return packaged  # an install with the ONNX alone: nothing to compare it with
     if not weights.is_file():
@@ -157,7 +175,8 @@ def default_model() -> Path:
             f"note: {packaged} is not the export of {weights.name} (other weights, or "
             "unreadable; re-run tools/export_bundled_onnx.py): using a cached export instead"
         )
-    out = cache_dir() / "models" / f"{name}_{variant}_{DEMO_ROI_POOL}-{sha[:12]}.onnx"
+    form = f"_{DEMO_ROI_POOL}" if name == "danet" else ""
+    out = cache_dir() / "models" / f"{name}_{variant}{form}-{sha[:12]}.onnx"
     if out.is_file():
         return out
     try:
@@ -361,8 +380,11 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.runtime.sources import open_source
     from hmrt.runtime.video_job import NPZ_NAME, process_source
 
-    if args.model is None:  # first: a missing weights file should not wait for the clip
+    # first: a missing weights file should not wait for the clip
+    if args.model is None:
         args.model = str(default_model())
+    elif (model := bundled_model(args.model)) is not None:
+        args.model = str(default_model(model))
     clip = Path(args.clip) if args.clip else default_clip()
     gt_path = Path(args.ground_truth) if args.ground_truth else find_ground_truth(clip)
     gt = load_ground_truth(gt_path) if gt_path else None

@@ -31,7 +31,9 @@ class CNet(nn.Module):
         depth = int(config.backbone.removeprefix("resnet"))
         channels = config.channel_list
         level = config.warp_level
-        self.resnet = ResNet(depth=depth, num_classes=0)  # official: resnet (ResNetBackbone)
+        self.resnet = ResNet(
+            depth=depth, num_classes=0, widths=config.stage_widths
+        )  # official: resnet (ResNetBackbone)
         # official: dp_layers; entry i maps channel_list[i+1] -> channel_list[i]
         self.dp_layers = nn.ModuleList(
             nn.Sequential(

@@ -29,7 +29,7 @@ class DecoMRConfig(ModelConfig):
     """All DecoMR hyper-parameters; defaults are the ``paper`` variant (released config
     ``h36m_up3d``: ``warp_level 2, uv_res 128, uv_channels 64, norm_type GN, uv_type BF``).
 
-    CNet: ``backbone`` ResNet whose stride ``2**warp_level`` features (after a nearest-upsample
+    CNet: ``backbone`` ResNet (stage widths ``backbone_width`` x 1, 2, 4, 8) whose stride ``2**warp_level`` features (after a nearest-upsample
     + :class:`ConvBottleNeck` decoder with additive skips) predict the IUV (mask + continuous
     UV, sigmoid) and are the local feature. Transfer: features splatted into a ``warp_res``
     UV grid where the predicted mask exceeds ``mask_threshold``. LNet: ``fc_head`` (global
@@ -48,6 +48,7 @@ class DecoMRConfig(ModelConfig):
     name: str = "decomr"
     variant: str = "paper"
     backbone: str = "resnet50"
+    backbone_width: int = 64
     norm: str = "GN"
     warp_level: int = 2
     warp_res: int = 64
@@ -63,8 +64,16 @@ class DecoMRConfig(ModelConfig):
 
     @property
     def channel_list(self) -> tuple[int, ...]:
-        """The backbone's per-stride channels (official ``channel_list``)."""
-        return BACKBONE_CHANNELS[self.backbone]
+        """The backbone's per-stride channels (official ``channel_list``), scaled by
+        ``backbone_width / 64`` (64 = the standard ResNet; the edge preset halves it)."""
+        scale = self.backbone_width / 64
+        full = BACKBONE_CHANNELS[self.backbone]
+        return tuple(c if i == 0 else int(c * scale) for i, c in enumerate(full))
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """The ResNet's per-stage base widths (torchvision: 64, 128, 256, 512 x the scale)."""
+        return tuple(self.backbone_width * 2**i for i in range(4))
 
     @property
     def warp_channels(self) -> int:
@@ -100,11 +109,13 @@ class DecoMRConfig(ModelConfig):
 
     @classmethod
     def edge(cls) -> DecoMRConfig:
-        """Same structure on ResNet-18 with the hourglass capped at 128 channels and narrow
-        heads (docs/models/decomr.md gives the cost and the reasons)."""
+        """Same structure on a half-width ResNet-18 (stage widths 32-256) with the hourglass
+        capped at 128 channels and narrow heads (docs/models/decomr.md gives the cost and the
+        reasons: 3.4 M params, 2.0 GFLOPs, trainable on a 2-core CPU)."""
         return cls(
             variant="edge",
             backbone="resnet18",
+            backbone_width=32,
             uv_channels=32,
             global_channels=64,
             head_hidden=256,
@@ -117,6 +128,11 @@ class DecoMRConfig(ModelConfig):
             raise InputError(
                 f"decomr config backbone={self.backbone!r} is not one of "
                 f"{', '.join(BACKBONE_CHANNELS)}"
+            )
+        if self.backbone_width < 16 or self.backbone_width % 16:
+            raise InputError(
+                f"decomr config backbone_width={self.backbone_width}: use a multiple of 16 "
+                "(64 = standard ResNet, 32 = the edge preset)"
             )
         if self.norm not in ("GN", "BN"):
             raise InputError(f"decomr config norm={self.norm!r}: use GN or BN")
