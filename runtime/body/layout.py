@@ -44,7 +44,9 @@ SURFACE_KEYS: tuple[str, ...] = (
     "flip_vertex",
     "flip_joint",
 )
-TEXT_KEYS: tuple[str, ...] = ("licence", "provenance")
+# ``cont_provenance``: where the continuous chart came from, when it was attached to an imported
+# SMPL file (``hmrt body import-smpl --uv-chart``); the bundled model's chart is in its provenance.
+TEXT_KEYS: tuple[str, ...] = ("licence", "provenance", "cont_provenance")
 
 CONVERT_HINT = "convert an official SMPL file with: hmrt body import-smpl FILE"
 
@@ -156,6 +158,9 @@ def validate(arrays: dict, source: str | Path) -> dict:
         licence = _text(arrays["license"])
     out["licence"] = licence
     out["provenance"] = _text(arrays["provenance"]) if "provenance" in arrays else None
+    out["cont_provenance"] = (
+        _text(arrays["cont_provenance"]) if "cont_provenance" in arrays else None
+    )
     out.update(_validate_surface(arrays, out, source))
     return out
 

@@ -88,8 +88,9 @@ class BodyModel:
     Attributes: ``v_template (V,3)``, ``shapedirs (V,3,B)``, ``posedirs (V,3,9(J-1))`` or None
     when absent or all zero, ``J_regressor (J,V)``, ``weights (V,J)`` (float32); ``parents``
     (list of int, root -1), ``faces`` (F,3) int32, ``joint_names``, ``licence``, ``provenance``,
-    ``hash``, ``J_template (J,3)`` and ``J_shapedirs (J,3,B)`` (the regressor applied to the
-    template and shape basis), and the surface arrays (``vt``, ``ft``, ``dp_I``, ``dp_uv``,
+    ``cont_provenance`` (where an attached continuous UV chart came from, or None), ``hash``,
+    ``J_template (J,3)`` and ``J_shapedirs (J,3,B)`` (the regressor applied to the template and
+    shape basis), and the surface arrays (``vt``, ``ft``, ``dp_I``, ``dp_uv``,
     ``cont_vt``, ``cont_ft``, ``cont_v2vt``, ``flip_vertex``, ``flip_joint``) or None.
     """
 
@@ -116,6 +117,7 @@ class BodyModel:
         self.joint_names: tuple[str, ...] = data["joint_names"]
         self.licence: str = data["licence"] or "unknown (the file carries no licence text)"
         self.provenance: str | None = data["provenance"]
+        self.cont_provenance: str | None = data["cont_provenance"]
         self.hash: str = data["hash"]
         self.J_template: np.ndarray = data["J_template"]
         self.J_shapedirs: np.ndarray = data["J_shapedirs"]

@@ -31,6 +31,10 @@ SMPL_LICENCE = (
     "License the user accepted (non-commercial unless licensed through Meshcapade); "
     "do not redistribute"
 )
+CHART_LICENCE = (
+    "Its continuous UV chart (cont_vt, cont_ft) comes from the user's copy of a chart of SMPL's "
+    "mesh (DecoMR's boundary-free chart is derived from SMPL): same terms, do not redistribute"
+)
 # Largest dense array a sparse matrix may expand to (SMPL's regressor has 24 x 6890 entries).
 MAX_DENSE_ELEMENTS = 50_000_000
 
@@ -283,21 +287,52 @@ def default_output(src: Path) -> Path:
     return src.with_name(src.stem + ".hmrt.npz")
 
 
+def add_uv_chart(arrays: dict, chart_path: str | os.PathLike) -> dict:
+    """Attach the continuous UV chart in ``chart_path`` to converted SMPL ``arrays`` (in place).
+
+    Adds ``cont_vt``/``cont_ft``/``cont_v2vt`` in hmrt's convention and ``cont_provenance``
+    (``uv_chart.py``: DecoMR's ``v`` grows downward, hmrt stores ``1 - v``), and notes the
+    chart's origin in the licence text. Refuses (InputError, one line) a chart whose topology
+    is not the imported mesh's. Returns ``arrays``.
+    """
+    from hmrt.runtime.body.uv_chart import chart_arrays, read_uv_chart
+
+    chart = read_uv_chart(chart_path)
+    n_verts = len(arrays["v_template"])
+    cont, provenance = chart_arrays(chart, arrays["f"], n_verts, chart_path)
+    arrays.update(cont)
+    arrays["cont_provenance"] = np.array(provenance)
+    arrays["licence"] = np.array(f"{SMPL_LICENCE}. {CHART_LICENCE}")
+    validate(arrays, chart_path)
+    return arrays
+
+
 def import_smpl(
-    src: str | os.PathLike, dest: str | os.PathLike | None = None, n_betas: int = 10
+    src: str | os.PathLike,
+    dest: str | os.PathLike | None = None,
+    n_betas: int = 10,
+    uv_chart: str | os.PathLike | None = None,
 ) -> Path:
-    """Convert ``src`` (SMPL .pkl/.npz) to an hmrt body npz at ``dest``, written atomically."""
+    """Convert ``src`` (SMPL .pkl/.npz) to an hmrt body npz at ``dest``, written atomically.
+
+    ``uv_chart``: a continuous UV chart of SMPL's mesh (DecoMR's ``smpl_boundry_free_template.obj``)
+    to store in the file, for DecoMR's UV tables (:func:`add_uv_chart`). Every check runs before
+    anything is written, so a refused chart leaves no output behind.
+    """
     src = Path(src)
     dest = Path(dest) if dest is not None else default_output(src)
     if dest.suffix.lower() != ".npz":
         raise InputError(f"{dest}: the output must be an .npz file")
-    if dest.exists() and src.exists() and dest.resolve() == src.resolve():
-        raise InputError(f"{dest}: the output would overwrite the input; pass --out")
+    for given, what in ((src, "the input"), (uv_chart, "the UV chart")):
+        if given is not None and dest.exists() and dest.resolve() == Path(given).resolve():
+            raise InputError(f"{dest}: the output would overwrite {what}; pass --out")
     arrays = smpl_to_body_arrays(read_smpl(src), src, n_betas)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     arrays["provenance"] = np.array(
         f"converted by 'hmrt body import-smpl' from {src.name} (sha256 {digest}...)"
     )
+    if uv_chart is not None:
+        add_uv_chart(arrays, uv_chart)
     with atomic_path(dest) as tmp:
         np.savez_compressed(tmp, **arrays)
     return dest

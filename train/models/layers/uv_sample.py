@@ -184,7 +184,11 @@ def build_uv_tables(body=None, uv_size: int = 128, renormalise: bool = True) -> 
     if not isinstance(body, BodyModel):
         body = BodyModel(body)
     if body.cont_vt is None or body.cont_ft is None:
-        raise InputError(f"{body.path}: no continuous UV chart (cont_vt, cont_ft) for UV tables")
+        raise InputError(
+            f"{body.path}: no continuous UV chart (cont_vt, cont_ft) for UV tables; for an "
+            "imported SMPL file attach DecoMR's BF chart: hmrt body import-smpl SMPL_FILE "
+            "--uv-chart smpl_boundry_free_template.obj"
+        )
     digest = hashlib.sha256(f"{uv_size}:{renormalise}".encode())
     for arr in (body.v_template, body.faces, body.cont_vt, body.cont_ft):
         digest.update(np.ascontiguousarray(arr).tobytes())
