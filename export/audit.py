@@ -4,7 +4,10 @@ Runs on every export (and on ``build_engine --onnx``). It checks the opset range
 is in the chosen version's parser table, the per-op restrictions and known traps from
 ``trt_onnx_support.json`` (GridSample opset-20 mode strings, 5-D GridSample, AffineGrid, NonZero,
 ScatterND with reduction, ScatterElements reduction before 10 and its index count, non-constant
-Reduce axes, Einsum on 8.x, ...). Errors name the node.
+Reduce axes, Einsum on 8.x, ...). Errors name the node. With ``dla=True`` (``build_engine
+--dla``) it also warns about every node that cannot run on a DLA core and is kept on the GPU
+(:mod:`hmrt.export.dla`: FP32 islands, Softmax/Reduce over more than 8192 elements, dimensions
+over 8192), one finding per node with a size rule and one per FP32 island.
 """
 
 from __future__ import annotations
@@ -175,8 +178,11 @@ class _Context:
         return len(v.type.tensor_type.shape.dim)
 
 
-def audit(model: onnx.ModelProto, trt_version: str) -> AuditReport:
-    """Check ``model`` against TensorRT ``trt_version``; return every finding (no raising)."""
+def audit(model: onnx.ModelProto, trt_version: str, dla: bool = False) -> AuditReport:
+    """Check ``model`` against TensorRT ``trt_version``; return every finding (no raising).
+
+    ``dla``: also warn about the nodes a DLA build keeps on the GPU (:func:`dla_findings`).
+    """
     table = load_support_table()
     version: TrtVersion = table.version(trt_version)
     opset = _opset(model)
@@ -221,12 +227,38 @@ def audit(model: onnx.ModelProto, trt_version: str) -> AuditReport:
             problem = _check(rule, node, ctx)
             if problem:
                 report.findings.append(Finding(rule["level"], name, node.op_type, problem))
+    if dla:
+        report.findings.extend(dla_findings(model))
     return report
 
 
-def audit_model(model: onnx.ModelProto, trt_version: str, path: str = "") -> AuditReport:
+def dla_findings(model: onnx.ModelProto) -> list[Finding]:
+    """Warnings for a DLA build: each node breaking a DLA size rule, and each FP32 island."""
+    from hmrt.export.dla import island_reason, size_reasons
+    from hmrt.runtime.graph_islands import island_nodes
+
+    ops = {n.name: n.op_type for n in model.graph.node}
+    found = [
+        Finding("warning", name, ops[name], f"cannot run on DLA: {why}; kept on the GPU")
+        for name, why in size_reasons(model).items()
+    ]
+    for island, nodes in island_nodes(model).items():
+        found.append(
+            Finding(
+                "warning",
+                f"fp32island[{island}]",
+                "FP32 island",
+                f"{len(nodes)} nodes {island_reason(island)}; kept on the GPU",
+            )
+        )
+    return found
+
+
+def audit_model(
+    model: onnx.ModelProto, trt_version: str, path: str = "", dla: bool = False
+) -> AuditReport:
     """:func:`audit`, raising :class:`AuditError` (one line, first offending node) on errors."""
-    report = audit(model, trt_version)
+    report = audit(model, trt_version, dla)
     # Node findings first: they name what to change; graph-level ones (opset) follow.
     errors = sorted(report.errors, key=lambda f: f.node == "(graph)")
     if errors:

@@ -247,6 +247,11 @@ def run(args: argparse.Namespace) -> int:
         onnx_path = onnx_path.with_name(f"{onnx_path.stem.removesuffix('_fp16')}_fp32.onnx")
     model = prepare_onnx(args, target, precision, onnx_path, mode)
     onnx_path = getattr(args, "int8_onnx", None) or onnx_path  # set when --int8 calibrated one
+    if args.dla is not None:
+        from hmrt.export.audit import dla_findings
+
+        for finding in dla_findings(model):  # what the DLA build keeps on the GPU, and why
+            print(f"hmrt build-engine: DLA: {finding.line()}", file=sys.stderr)
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     check_against_graph(batch, dim0.dim_value or None)
     if trt is None:
@@ -258,6 +263,7 @@ def build_and_write(
     trt, args, model, onnx_path: Path, engine: Path, precision: str, batch, int8_mode: str = "qdq"
 ) -> int:
     """Plan, build and write engine + sidecar (TensorRT present)."""
+    from hmrt.export.dla import dla_gpu_nodes
     from hmrt.export.int8_build import calib_cache_path, legacy_calibrator
     from hmrt.export.precision_plan import features_of, plan_precision
     from hmrt.export.sidecar import make_sidecar, write_sidecar
@@ -266,7 +272,12 @@ def build_and_write(
 
     plan = plan_precision(model, precision, features_of(trt), int8_mode)
     settings = BuildSettings(
-        args.workspace, args.timing_cache, args.dla, args.version_compatible, args.hardware_compat
+        args.workspace,
+        args.timing_cache,
+        args.dla,
+        args.version_compatible,
+        args.hardware_compat,
+        gpu_nodes=dla_gpu_nodes(model) if args.dla is not None else {},
     )
     calibrator, cache = None, None
     if plan.int8_calibration:
@@ -303,6 +314,7 @@ def build_and_write(
         f"wrote {engine} and {engine.name}.json (TensorRT {trt.__version__}, {precision}, "
         f"{'strongly' if plan.strongly_typed else 'weakly'} typed, "
         f"{outcome.fp32_layers} layers pinned FP32"
+        + (f"; {len(outcome.gpu_layers)} layers on the GPU" if args.dla is not None else "")
         + (f"; calibration cache {cache}" if cache is not None else "")
         + ")"
     )

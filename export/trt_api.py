@@ -122,6 +122,8 @@ API_NAMES: tuple[ApiName, ...] = (
     _n("IBuilderConfig.get_timing_cache"),
     _n("IBuilderConfig.default_device_type"),
     _n("IBuilderConfig.DLA_core"),
+    _n("IBuilderConfig.set_device_type"),
+    _n("IBuilderConfig.can_run_on_DLA"),
     _n("IBuilderConfig.hardware_compatibility_level", guarded=True),
     # legacy implicit INT8 (TensorRT 8.6 / 10 only: export/int8_build.py, calib/trt_calibrator.py)
     _n("IInt8EntropyCalibrator2", guarded=True, gone=True),

@@ -31,6 +31,8 @@ class BuildSettings:
     version_compatible: bool = False
     hardware_compatibility: str = "NONE"  # NONE | AMPERE_PLUS | SAME_COMPUTE_CAPABILITY
     optimization_level: int | None = None
+    # DLA builds: ONNX node -> why it stays on the GPU (hmrt.export.dla.dla_gpu_nodes)
+    gpu_nodes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BuildOutcome:
     builder_flags: list[str] = field(default_factory=list)
     fp32_layers: int = 0
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    gpu_layers: list[str] = field(default_factory=list)  # DLA builds: layers put on the GPU
 
 
 def network_flags(trt: Any, names: list[str]) -> int:
@@ -109,7 +112,9 @@ def configure(
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings.dla_core
-        flags.append("GPU_FALLBACK")  # GridSample, Gather and LBS layers stay on the GPU
+        # Layers DLA cannot run go to the GPU explicitly (place_dla_layers); the flag lets
+        # TensorRT split the network into DLA and GPU parts at all.
+        flags.append("GPU_FALLBACK")
     for name in flags:
         if not hasattr(trt.BuilderFlag, name):
             raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.{name}")
@@ -126,6 +131,22 @@ def configure(
             trt.HardwareCompatibilityLevel, settings.hardware_compatibility
         )
     return flags
+
+
+def place_dla_layers(trt: Any, network: Any, config: Any, gpu_nodes: dict[str, str]) -> list[str]:
+    """DLA builds: put on the GPU, explicitly, every layer hmrt's graph rules or TensorRT itself
+    (``can_run_on_DLA``) keep off the DLA, so nothing depends on the silent GPU fallback;
+    returns their names. Call after ``default_device_type = DLA`` (:func:`configure`)."""
+    from hmrt.export.dla import gpu_layer_reason
+
+    placed = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if gpu_layer_reason(layer.name, gpu_nodes) is None and config.can_run_on_DLA(layer):
+            continue
+        config.set_device_type(layer, trt.DeviceType.GPU)
+        placed.append(layer.name)
+    return placed
 
 
 def load_timing_cache(config: Any, path: Path | None) -> Any:
@@ -181,6 +202,9 @@ def build_plan(
     config = builder.create_builder_config()
     flags = configure(trt, builder, config, plan, settings)
     pinned = pin_fp32_layers(trt, network, plan)
+    gpu_layers = []
+    if settings.dla_core is not None:
+        gpu_layers = place_dla_layers(trt, network, config, settings.gpu_nodes)
     profile = builder.create_optimization_profile()
     profiles = []
     for i in range(network.num_inputs):
@@ -200,7 +224,7 @@ def build_plan(
             "larger --workspace or rerun with --debug"
         )
     save_timing_cache(config, settings.timing_cache)
-    return BuildOutcome(bytes(serialized), flags, pinned, profiles)
+    return BuildOutcome(bytes(serialized), flags, pinned, profiles, gpu_layers)
 
 
 def gpu_info() -> dict[str, str | None]:

@@ -4,7 +4,7 @@ scatter-mean and UV-to-vertex sampling."""
 from hmrt.train.models.layers.graph_conv import GCN, GraphConv
 from hmrt.train.models.layers.precision import Fp32Module, fp32_islands
 from hmrt.train.models.layers.roi_pool import AffineGrid, GridRoIPool
-from hmrt.train.models.layers.soft_argmax import SoftArgmax2d
+from hmrt.train.models.layers.soft_argmax import SoftArgmax2d, SoftArgmax3d
 from hmrt.train.models.layers.uv_sample import (
     UVTables,
     UVToVertices,
@@ -20,6 +20,7 @@ __all__ = [
     "GraphConv",
     "GridRoIPool",
     "SoftArgmax2d",
+    "SoftArgmax3d",
     "UVScatterMean",
     "UVTables",
     "UVToVertices",
