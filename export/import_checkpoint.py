@@ -18,6 +18,12 @@ DecoMR (non-parametric) predicts a location map on SMPL's "boundary-free" (BF) U
 release is two state dicts (``CNet``, ``LNet``), and the model is built with
 ``uv_convention="official"`` so the weights run unchanged (``decomr/official_keys.py``).
 
+HEMlets releases its pose network only (a bare state dict): hmrt's PoSh regressor is absent from
+the file by design (``UNTRAINED_PREFIXES`` of ``hemlets/official_keys.py``); it keeps its initial
+values (seeded, so an import is reproducible) and the checkpoint records it as untrained
+(``imported_from["untrained"]``). The file's ``volume_reg.dis_map`` (the soft-argmax grid) must
+equal the grid the model computes with (``CONSTANT_KEYS``).
+
 torch is imported inside the functions, so ``hmrt --help`` stays light.
 """
 
@@ -66,6 +72,11 @@ class OfficialLayout:
     (stored in the written checkpoint's config); ``bundled_body_note``: the warning printed when
     the meshes use hmrt's open body model instead of SMPL; ``published``: where the authors publish the
     weights; ``docs``: where hmrt's documentation explains the import (quoted in refusals).
+
+    The ``keys`` module may also declare ``UNTRAINED_PREFIXES`` (``(hmrt key prefix, what it
+    is)`` of hmrt-only modules the release cannot contain: kept at their initial values, marked
+    untrained) and ``CONSTANT_KEYS`` (official buffers the official code computes, e.g. a
+    coordinate grid: the file's values must equal the model's own).
     """
 
     model: str
@@ -110,8 +121,24 @@ register_layout(
         "(data/model/h36m_up3d/checkpoints/h36m_up3d.pt)",
         bundled_body_note="the open body model's UV chart is not the SMPL BF chart the weights "
         "predict, so this checkpoint loads and exports but its meshes are not meaningful; "
-        "structure checks only (docs/DEPLOY.md, 'Official DecoMR weights')",
+        "structure checks only. For the official meshes pass --body: SMPL imported with "
+        "`hmrt body import-smpl FILE --uv-chart smpl_boundry_free_template.obj` "
+        "(docs/DEPLOY.md, 'Official DecoMR weights')",
         docs="docs/DEPLOY.md, 'Official DecoMR weights'",
+    )
+)
+register_layout(
+    OfficialLayout(
+        model="hemlets",
+        keys="hmrt.train.models.hemlets.official_keys",
+        manifest=("hmrt.train.models.hemlets", "official_manifest.json"),
+        # the release is a bare state dict; re-saved copies are often wrapped in one of these
+        state_keys=("state_dict", "model"),
+        # the pose network does not use a body model; only the untrained PoSh does
+        bundled_body_note="",
+        published="the Baidu Cloud / Google Drive links of github.com/redrock303/HEMlets' readme "
+        "(ckpt/hemlets_h36m_lastest.pth)",
+        docs="docs/DEPLOY.md, 'Official HEMlets weights'",
     )
 )
 
@@ -144,6 +171,16 @@ def load_manifest(model: str) -> dict[str, Any]:
 
 def _key_mapper(layout: OfficialLayout) -> Callable[[str], str | None]:
     return importlib.import_module(layout.keys).official_to_hmrt_key
+
+
+def untrained_prefixes(layout: OfficialLayout) -> tuple[tuple[str, str], ...]:
+    """``(hmrt key prefix, what it is)`` of the modules the release does not contain."""
+    return tuple(getattr(importlib.import_module(layout.keys), "UNTRAINED_PREFIXES", ()))
+
+
+def _constant_keys(layout: OfficialLayout) -> tuple[str, ...]:
+    """hmrt keys whose official values the official code computes (checked, not trusted)."""
+    return tuple(getattr(importlib.import_module(layout.keys), "CONSTANT_KEYS", ()))
 
 
 def _official_names(layout: OfficialLayout) -> dict[str, str]:
@@ -296,10 +333,17 @@ def check_layout(
     layout: OfficialLayout,
     path: Path,
 ) -> None:
-    """Refuse missing, unexpected or wrongly shaped tensors, listing them (official names)."""
+    """Refuse missing, unexpected or wrongly shaped tensors, listing them (official names).
+
+    Keys under the layout's untrained prefixes are hmrt's own (no release has them): they are
+    not missing when absent, and are unexpected when a file carries them.
+    """
     official = _official_names(layout)
-    missing = [official.get(k, k) for k in expected if k not in mapped]
-    unexpected = [origin[k] for k in mapped if k not in expected]
+    hmrt_only = tuple(prefix for prefix, _ in untrained_prefixes(layout))
+    missing = [
+        official.get(k, k) for k in expected if k not in mapped and not k.startswith(hmrt_only)
+    ]
+    unexpected = [origin[k] for k in mapped if k not in expected or k.startswith(hmrt_only)]
     shapes = [
         f"{origin[k]} {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
         for k, v in mapped.items()
@@ -319,6 +363,44 @@ def check_layout(
             f"{path}: not the official {layout.model} layout: {'; '.join(problems)}; pass the "
             f"released checkpoint unmodified ({layout.docs})"
         )
+
+
+def check_constants(
+    expected: Mapping[str, Any], mapped: Mapping[str, Any], layout: OfficialLayout, path: Path
+) -> None:
+    """Refuse a file whose computed buffers (``CONSTANT_KEYS``) differ from the model's own.
+
+    hmrt's layers compute with their own copy of such a constant (e.g. the soft-argmax grid), so
+    a file carrying other values would load and silently run differently from the official code.
+    """
+    import torch
+
+    wrong = []
+    for key in _constant_keys(layout):
+        if key in mapped:
+            got, want = mapped[key].double(), expected[key].double()
+            if not torch.allclose(got, want, rtol=0.0, atol=1e-6):
+                wrong.append(f"{key} (max diff {float((got - want).abs().max()):.3g})")
+    if wrong:
+        what = "buffers differ from the values the official code computes"
+        raise InputError(
+            f"{path}: {_listing(what, wrong)}; pass the released checkpoint unmodified "
+            f"({layout.docs})"
+        )
+
+
+def _untrained_state(
+    state: Mapping[str, Any], layout: OfficialLayout
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The model's own (initial) tensors under the untrained prefixes, and their record."""
+    kept: dict[str, Any] = {}
+    record = []
+    for prefix, what in untrained_prefixes(layout):
+        own = {k: v for k, v in state.items() if k.startswith(prefix)}
+        kept.update(own)
+        if own:
+            record.append({"prefix": prefix, "what": what, "tensors": len(own)})
+    return kept, record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,11 +454,14 @@ def import_official(
 
     ``body``: an hmrt body npz (``hmrt body import-smpl`` of the user's SMPL file) or None for
     the bundled open model. Raises :class:`InputError` (one line) for an unreadable or unsafe
-    file and for missing, unexpected or wrongly shaped tensors. The result is what
+    file, for missing, unexpected or wrongly shaped tensors, and for a computed buffer
+    (``CONSTANT_KEYS``) whose values differ from the model's own. The result is what
     :func:`hmrt.train.checkpoint.save_checkpoint` writes, with ``train_config.body`` pointing at
     ``body`` (so ``hmrt export --checkpoint`` rebuilds the same body) and ``imported_from``
-    (file, sha256) for provenance.
+    (file, sha256, and ``untrained``: the hmrt-only modules the release lacks) for provenance.
     """
+    import torch
+
     from hmrt.train.checkpoint import checkpoint_payload
     from hmrt.train.models import build
 
@@ -387,12 +472,23 @@ def import_official(
     say(f"reading {path}")
     state = read_official_file(path, layout)
     mapped, origin, dropped = map_official_state(state, layout, path)
-    net = build(model, variant, body=body_model, **dict(layout.overrides))
-    check_layout(net.state_dict(), mapped, origin, layout, path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the initial values of untrained modules: same file, same result
+        net = build(model, variant, body=body_model, **dict(layout.overrides))
+    own = net.state_dict()
+    check_layout(own, mapped, origin, layout, path)
+    check_constants(own, mapped, layout, path)
+    kept, untrained = _untrained_state(own, layout)
     as_fp32 = {k: v.float() if v.is_floating_point() else v for k, v in mapped.items()}
-    net.load_state_dict(as_fp32, strict=True)
+    net.load_state_dict({**kept, **as_fp32}, strict=True)
     net.eval()
     say(f"mapped {len(mapped)} tensors onto {model}/{variant} ({dropped} official-only dropped)")
+    for item in untrained:
+        say(
+            f"warning: {item['what']} is untrained ({item['tensors']} tensors under "
+            f"'{item['prefix']}' keep their initial values: the release has none); its outputs "
+            f"are not meaningful until you train it with hmrt ({layout.docs})"
+        )
     return checkpoint_payload(
         net,
         train_config={"body": str(Path(body).resolve()) if body is not None else None},
@@ -402,6 +498,7 @@ def import_official(
             "sha256": _sha256(path),
             "official_tensors": len(state),
             "dropped": dropped,
+            "untrained": untrained,
         },
     )
 
@@ -461,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(out, args.official)
     check_input(args.official, layout)
     _, is_bundled = resolve_body(args.body, args.model)
-    if is_bundled:
+    if is_bundled and layout.bundled_body_note:
         print(f"hmrt import-checkpoint: warning: {layout.bundled_body_note}", file=sys.stderr)
 
     def log(msg: str) -> None:
@@ -472,8 +569,10 @@ def run(args: argparse.Namespace) -> int:
 
     with atomic_path(out) as tmp:
         torch.save(ckpt, tmp)
+    untrained = ", ".join(item["what"] for item in ckpt["imported_from"]["untrained"])
     print(
-        f"wrote {out} ({layout.model}/{variant}, body {ckpt['body_hash'][:12]}); "
+        f"wrote {out} ({layout.model}/{variant}, body {ckpt['body_hash'][:12]}"
+        f"{f'; untrained: {untrained}' if untrained else ''}); "
         f"next: hmrt export --checkpoint {out}"
     )
     return 0

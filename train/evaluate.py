@@ -8,6 +8,11 @@ scored in one pass over the data (synthetic images are expensive to make on CPU)
 The *mean pose and shape* baseline predicts, for every image, the body given by the chordal mean
 of the evaluation set's own rotations per joint and its mean betas: the best an image-blind
 constant can do, so a model must be well below it to have learned anything.
+
+Models with a pose network of their own (HEMlets: soft-argmax joints ``joints_vol`` before the
+body regressor) are also scored on those joints (``pose_mpjpe``, ``pose_pa_mpjpe``): their
+:class:`PoseJoints` rides on the predict function (``predict.pose_joints``), set by
+:func:`torch_predictor`, which reads the joints with a forward hook (they are no eval output).
 """
 
 from __future__ import annotations
@@ -25,25 +30,98 @@ PredictFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 BASELINE = "mean pose+shape"
 
 
+POSE_KEYS = ("pose_mpjpe", "pose_pa_mpjpe")
+"""Metrics of a pose network's own joints (:class:`PoseJoints`)."""
+
+
 @dataclass
 class EvalResult:
-    """Dataset means per predictor: ``{name: {"mpjpe", "pa_mpjpe", "pve", "n"}}`` (mm)."""
+    """Dataset means per predictor: ``{name: {"mpjpe", "pa_mpjpe", "pve", "n"}}`` (mm), plus
+    ``pose_mpjpe`` / ``pose_pa_mpjpe`` for predictors with :class:`PoseJoints`."""
 
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def table(self, title: str | None = None) -> str:
-        """The metrics as an aligned text table (one row per predictor)."""
+        """The metrics as an aligned text table (one row per predictor; pose-network columns
+        only when a predictor has them)."""
         names = list(self.metrics)
         w = max([len(n) for n in names] + [9])
+        keys = ["mpjpe", "pa_mpjpe", "pve"]
+        heads = ["MPJPE", "PA-MPJPE", "PVE"]
+        if any(k in m for m in self.metrics.values() for k in POSE_KEYS):
+            keys += list(POSE_KEYS)
+            heads += ["pose", "pose-PA"]
         lines = [title] if title else []
         lines.append(
-            f"{'predictor':<{w}}  {'N':>6}  {'MPJPE':>8}  {'PA-MPJPE':>8}  {'PVE':>8}   (mm)"
+            f"{'predictor':<{w}}  {'N':>6}  " + "  ".join(f"{h:>8}" for h in heads) + "   (mm)"
         )
         for n in names:
             m = self.metrics[n]
-            cells = [_cell(m.get(k)) for k in ("mpjpe", "pa_mpjpe", "pve")]
+            cells = [_cell(m.get(k)) for k in keys]
             lines.append(f"{n:<{w}}  {int(m.get('n', 0)):>6}  " + "  ".join(cells))
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PoseJoints:
+    """How to score a pose network's joints ``joints_vol (N, J, 3)`` in normalised volume
+    coordinates (x, y: ``px / W - 0.5`` over the crop; z: root-relative metres / ``depth_range_m``).
+
+    ``joint_map (J, 24)`` maps the labels' 24 body joints to the network's; the first
+    ``eval_joints`` are scored (HEMlets: the 17 H36M-style joints), relative to joint ``root``.
+    x, y become metres with the label's weak-perspective scale (``cam[0]``, the camera fitted to
+    the labels by the data pipeline): a metric scale the network cannot see, as H36M protocols
+    give it the ground-truth root depth; z uses ``depth_range_m``. ``module``: the submodule
+    whose output is ``joints_vol`` (read by a forward hook in :func:`torch_predictor`).
+    """
+
+    joint_map: np.ndarray
+    depth_range_m: float
+    eval_joints: int
+    module: str
+    root: int = 0
+
+
+def pose_joints_spec(model: nn.Module) -> PoseJoints | None:
+    """The :class:`PoseJoints` of ``model`` (HEMlets), or None for models without a pose network."""
+    config = getattr(model, "config", None)
+    if getattr(config, "name", "") != "hemlets":
+        return None
+    from hmrt.train.models.hemlets.joints import BODY_TO_HEMLETS, NUM_EVAL_JOINTS
+
+    return PoseJoints(BODY_TO_HEMLETS, float(config.depth_range_m), NUM_EVAL_JOINTS, "volume_reg")
+
+
+def pose_joints_metric(
+    joints_vol: np.ndarray,
+    gt_joints: np.ndarray,
+    cam: np.ndarray,
+    spec: PoseJoints,
+    gt_conf: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample (MPJPE, PA-MPJPE) in mm of ``joints_vol (N, J, 3)`` vs the mapped labels
+    ``gt_joints (N, 24, 3)`` (metres), and the mask of scorable samples (label scale > 0).
+
+    ``gt_conf (N, 24)``: per-joint 3D confidence; a mapped joint counts where all of its body
+    joints are labelled.
+    """
+    jv = np.asarray(joints_vol, np.float64)
+    scale = np.asarray(cam, np.float64).reshape(-1, 3)[:, 0]
+    ok = scale > 1e-6
+    xy = 2.0 * jv[..., :2]  # hmrt's normalised [-1, 1] crop coordinates
+    xy = (xy - xy[:, spec.root : spec.root + 1]) / np.where(ok, scale, 1.0)[:, None, None]
+    z = (jv[..., 2:] - jv[:, spec.root : spec.root + 1, 2:]) * spec.depth_range_m
+    pred = np.concatenate([xy, z], axis=-1)[:, : spec.eval_joints]
+    gt = np.matmul(spec.joint_map, np.asarray(gt_joints, np.float64))[:, : spec.eval_joints]
+    weights = None
+    if gt_conf is not None:
+        support = spec.joint_map[: spec.eval_joints] != 0  # (E, 24)
+        known = np.asarray(gt_conf)[:, None, :] > 0  # (N, 1, 24)
+        weights = np.where(support[None], known, True).all(axis=-1).astype(np.float64)
+        ok = ok & (weights[:, spec.root] > 0) & (weights.sum(axis=1) > 0)
+    mp = M.mpjpe(pred, gt, root=spec.root, weights=weights)
+    pa = M.pa_mpjpe(pred - pred[:, spec.root : spec.root + 1], gt, weights=weights)
+    return np.asarray(mp), np.asarray(pa), ok
 
 
 def _cell(v: float | None) -> str:
@@ -53,27 +131,41 @@ def _cell(v: float | None) -> str:
 def torch_predictor(
     model: nn.Module, device: str | torch.device = "cpu", amp_dtype: torch.dtype | None = None
 ) -> PredictFn:
-    """Wrap a model in eval mode as a numpy predict function (autocast on CUDA if asked)."""
+    """Wrap a model in eval mode as a numpy predict function (autocast on CUDA if asked).
+
+    For a model with a pose network (:func:`pose_joints_spec`) the function also returns its
+    ``joints_vol`` (read by a forward hook) and carries the spec as ``predict.pose_joints``.
+    """
     device = torch.device(device)
+    spec = pose_joints_spec(model)
 
     def predict(images: np.ndarray) -> dict[str, np.ndarray]:
         was_training = model.training
         model.eval()
+        seen: dict[str, torch.Tensor] = {}
+        hook = None
+        if spec is not None:
+            module = model.get_submodule(spec.module)
+            hook = module.register_forward_hook(lambda m, i, o: seen.__setitem__("joints_vol", o))
         try:
             x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
             with (
                 torch.no_grad(),
                 torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
             ):
-                out = model(x)
+                out = dict(model(x))
         finally:
             model.train(was_training)
+            if hook is not None:
+                hook.remove()
+        out.update(seen)
         return {
             k: v.detach().float().cpu().numpy()
             for k, v in out.items()
             if torch.is_tensor(v) and v.dtype.is_floating_point
         }
 
+    predict.pose_joints = spec  # type: ignore[attr-defined]
     return predict
 
 
@@ -135,8 +227,8 @@ class _Accumulator:
     """Running sums of per-sample errors (NaN-free) for one predictor."""
 
     def __init__(self) -> None:
-        self.sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
-        self.counts = {"mpjpe": 0, "pa_mpjpe": 0, "pve": 0}
+        self.sums = {k: 0.0 for k in ("mpjpe", "pa_mpjpe", "pve", *POSE_KEYS)}
+        self.counts = {k: 0 for k in self.sums}
 
     def add(self, key: str, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -146,7 +238,7 @@ class _Accumulator:
 
     def result(self) -> dict[str, float]:
         out = {k: self.sums[k] / self.counts[k] for k in self.sums if self.counts[k]}
-        out["n"] = float(max(self.counts.values()))
+        out["n"] = float(max(self.counts[k] for k in ("mpjpe", "pa_mpjpe", "pve")))
         return out
 
 
@@ -156,6 +248,18 @@ def _score(acc: _Accumulator, pj, gj, pv, gv, has3d, hassmpl) -> None:
         acc.add("pa_mpjpe", M.pa_mpjpe(pj[has3d] - pj[has3d][:, :1], gj[has3d]))
     if pv is not None and gv is not None and hassmpl.any():
         acc.add("pve", M.pve(pv[hassmpl], gv[hassmpl], pj[hassmpl][:, 0], None))
+
+
+def _score_pose(acc: _Accumulator, out, batch: Mapping, gj, has3d, spec: PoseJoints) -> None:
+    jv, cam = out.get("joints_vol"), batch.get("cam")
+    if jv is None or cam is None or not has3d.any():
+        return
+    conf = batch.get("joints3d_vis")
+    conf = None if conf is None else conf.float().numpy()
+    mp, pa, ok = pose_joints_metric(jv, gj, cam.float().numpy(), spec, conf)
+    ok = ok & has3d
+    acc.add("pose_mpjpe", mp[ok])
+    acc.add("pose_pa_mpjpe", pa[ok])
 
 
 def evaluate(
@@ -172,7 +276,9 @@ def evaluate(
 
     Dataset items are dicts with ``image`` (3,H,W), ``joints3d`` (24,3) and, for PVE and the
     baseline, ``rotmats`` (24,3,3) + ``betas`` (10,) (``body`` turns them into vertices) or
-    ``vertices``; optional ``has_3d`` / ``has_smpl`` flags exclude unlabelled samples.
+    ``vertices``; optional ``has_3d`` / ``has_smpl`` flags exclude unlabelled samples. A
+    predictor carrying ``.pose_joints`` (:class:`PoseJoints`) and returning ``joints_vol`` is
+    also scored on those joints (needs the items' ``cam``).
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
@@ -194,6 +300,9 @@ def evaluate(
             pj = np.asarray(out["joints3d"], dtype=np.float64)
             pv = out.get("vertices")
             _score(accs[name], pj, gj, pv, gv, has3d, hassmpl)
+            spec = getattr(fn, "pose_joints", None)
+            if spec is not None:
+                _score_pose(accs[name], out, batch, gj, has3d, spec)
         if baseline and "rotmats" in batch and "betas" in batch:
             gt_rot.append(batch["rotmats"].numpy()[hassmpl])
             gt_betas.append(batch["betas"].numpy()[hassmpl])

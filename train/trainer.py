@@ -32,7 +32,14 @@ from hmrt.runtime.errors import InputError
 from hmrt.train import checkpoint as ckpt_io
 from hmrt.train import distributed as D
 from hmrt.train.config import TrainConfig, dump_yaml
-from hmrt.train.evaluate import BASELINE, EvalResult, evaluate, torch_predictor
+from hmrt.train.evaluate import (
+    BASELINE,
+    POSE_KEYS,
+    EvalResult,
+    evaluate,
+    pose_joints_spec,
+    torch_predictor,
+)
 from hmrt.train.logging_utils import RunLogger
 from hmrt.train.sampling import EpochSampler, MixedDataset
 from hmrt.train.schedule import build_scheduler
@@ -222,6 +229,7 @@ class Trainer:
                 "baseline_pa_mpjpe",
                 "baseline_pve",
                 "n",
+                *(POSE_KEYS if pose_joints_spec(self.model) is not None else ()),
             ],
             enabled=self.dist.is_main,
             tensorboard=cfg.tensorboard,

@@ -2,8 +2,8 @@
 
 :func:`build_criterion` picks the criterion of a built model by its registry name and
 :func:`loss_config_class` the matching loss-config dataclass (``TrainConfig.loss``): DaNet's
-:class:`LossConfig` (also the default for models without their own, e.g. test toys) or
-:class:`DecoMRLossConfig`.
+:class:`LossConfig` (also the default for models without their own, e.g. test toys),
+:class:`DecoMRLossConfig` or :class:`HemletsLossConfig`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from torch import nn
 from hmrt.train.losses.config import DEFAULT_NORMS, DEFAULT_WEIGHTS, PRETRAIN_TERMS, LossConfig
 from hmrt.train.losses.danet import BATCH_KEYS, PRED_KEYS, DanetCriterion
 from hmrt.train.losses.decomr import DECOMR_WEIGHTS, DecoMRCriterion, DecoMRLossConfig
+from hmrt.train.losses.hemlets import HEMLETS_WEIGHTS, HemletsCriterion, HemletsLossConfig
 
-LOSS_CONFIGS: dict[str, type] = {"decomr": DecoMRLossConfig}
+LOSS_CONFIGS: dict[str, type] = {"decomr": DecoMRLossConfig, "hemlets": HemletsLossConfig}
 """Model registry name -> its loss-config class (absent: DaNet's :class:`LossConfig`)."""
 
 
@@ -40,6 +41,8 @@ def build_criterion(model: nn.Module, config: Any = None) -> nn.Module:
         raise TypeError(f"{name or type(model).__name__}: loss config must be {cls.__name__}")
     if name == "decomr":
         return DecoMRCriterion.for_model(model, config)
+    if name == "hemlets":
+        return HemletsCriterion.for_model(model, config)
     return DanetCriterion.for_model(model, config)
 
 
@@ -48,11 +51,14 @@ __all__ = [
     "DECOMR_WEIGHTS",
     "DEFAULT_NORMS",
     "DEFAULT_WEIGHTS",
+    "HEMLETS_WEIGHTS",
     "PRED_KEYS",
     "PRETRAIN_TERMS",
     "DanetCriterion",
     "DecoMRCriterion",
     "DecoMRLossConfig",
+    "HemletsCriterion",
+    "HemletsLossConfig",
     "LossConfig",
     "build_criterion",
     "loss_config_class",

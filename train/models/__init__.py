@@ -7,6 +7,7 @@ factory and :mod:`hmrt.train.models.base` for the output contract every model fo
 from hmrt.train.models import (
     danet,  # noqa: F401  (registers "danet")
     decomr,  # noqa: F401  (registers "decomr")
+    hemlets,  # noqa: F401  (registers "hemlets")
 )
 from hmrt.train.models.base import OUTPUT_NAMES, BodyHead, HmrModel
 from hmrt.train.models.config import ModelConfig
