@@ -9,7 +9,9 @@ markers, and renames the nodes inside to ``fp32island[<qualname>]<original name>
 TensorRT names its layers after ONNX nodes, so the engine builder pins exactly these layers,
 and the FP16 graph writer keeps exactly these nodes in float32. The naming itself (reading a
 tag back) is the graph contract in :mod:`hmrt.runtime.graph_islands`; this module is the
-torch-side marking and tagging.
+torch-side marking and tagging. Graph rewriters that replace nodes (onnxslim's fusions) drop the
+names: :func:`island_tensors` records membership by output tensor name before a rewrite and
+:func:`restore_islands` re-tags after it (``hmrt.export.onnx_export.simplify`` does both).
 """
 
 from __future__ import annotations
@@ -127,3 +129,64 @@ def tag_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
     del model.opset_import[:]
     model.opset_import.extend(keep)
     return found
+
+
+def island_tensors(model: onnx.ModelProto) -> dict[str, str]:
+    """``{tensor name: island qualname}`` for every output of a tagged island node.
+
+    Tensor names are what graph rewriters keep: onnxslim replaces fused patterns (ReduceSum +
+    Unsqueeze, Reshape + Reshape, Slice + Slice, MatMul + Add -> Gemm, ...) by new nodes named
+    after a tensor, dropping the ``fp32island[...]`` node name, but the new node still produces
+    the pattern's last output tensor. Record this before a rewrite, re-tag with
+    :func:`restore_islands` after it.
+    """
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        name = island_of(node.name)
+        if name is not None:
+            for tensor in node.output:
+                if tensor:
+                    out[tensor] = name
+    return out
+
+
+def _island_of_new_node(node: onnx.NodeProto, tensors: dict[str, str]) -> str | None:
+    """The island an untagged node of a rewritten graph belongs to, from ``tensors``.
+
+    In order: an output tensor an island node produced before the rewrite (the node computes
+    what the island computed); else a node *named* after such a tensor, exactly or with a
+    ``_suffix`` (onnxslim names a fused node after its first node's output tensor, and helper
+    nodes it adds after that name plus a suffix such as ``_pre_reshape``): the fused pattern
+    started inside the island. None: not an island node.
+    """
+    for tensor in node.output:
+        if tensor in tensors:
+            return tensors[tensor]
+    name = node.name
+    while name:
+        if name in tensors:
+            return tensors[name]
+        name, sep, _ = name.rpartition("_")
+        if not sep:
+            return None
+    return None
+
+
+def restore_islands(model: onnx.ModelProto, tensors: dict[str, str]) -> dict[str, list[str]]:
+    """Re-tag the nodes a graph rewrite (onnxslim) left untagged inside FP32 islands.
+
+    ``tensors`` is :func:`island_tensors` of the graph before the rewrite. Renames, in place,
+    every untagged node that :func:`_island_of_new_node` places in an island; returns
+    ``{island qualname: [new node names]}`` of the re-tagged nodes. Exact for rewrites that keep
+    tensor names (constant folding, dead-node, identity and fusion passes): a node whose output
+    an island produced, or that a fusion started from an island node, belongs to the island.
+    """
+    restored: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if island_of(node.name) is not None:
+            continue
+        name = _island_of_new_node(node, tensors)
+        if name is not None:
+            node.name = island_name(name, node.name)
+            restored.setdefault(name, []).append(node.name)
+    return restored

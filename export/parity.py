@@ -71,7 +71,8 @@ def ort_outputs(path: str | Path, images: np.ndarray, batch: int) -> dict[str, n
 
 
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per shared output, the largest absolute difference."""
+    """Per shared output, the largest absolute difference (the optional contract outputs, e.g.
+    ``pose_joints``, are compared whenever both sides have them)."""
     return {k: float(np.abs(a[k] - b[k]).max()) for k in a if k in b}
 
 
@@ -96,9 +97,19 @@ def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> 
             path = Path(tmp) / f"{roi}.onnx"
             export_model(model, path, name, variant, ExportOptions(roi_pool=roi, trt_version=trt))
             for batch in (1, 4):
-                diff = max_abs_diff(ref, ort_outputs(path, data.images, batch))
+                got = ort_outputs(path, data.images, batch)
+                diff = max_abs_diff(ref, got)
+                if "pose_joints" in diff:
+                    diff.update(pose_joints_diff(ref["pose_joints"], got["pose_joints"]))
                 rows.append({"roi_pool": roi, "batch": batch, "crops": data.source, **diff})
     return rows
+
+
+def pose_joints_diff(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Largest |a - b| of ``pose_joints (N, P, 3)`` split by unit: ``pose_joints_px`` (x, y crop
+    pixels) and ``pose_joints_m`` (z metres); one maximum over both would hide the metres."""
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return {"pose_joints_px": float(d[..., :2].max()), "pose_joints_m": float(d[..., 2].max())}
 
 
 def model_from_argv(description: str, argv: list[str] | None = None):
@@ -123,13 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     src, args = model_from_argv("ONNX Runtime vs PyTorch parity table", argv)
     rows = parity_table(src.model, src.name, src.variant, args.crops)
     print(f"# {src.name}/{src.variant} weights={src.weights} crops={rows[0]['crops']}")
-    print("| roi_pool | batch | vertices (m) | joints3d (m) | joints2d (px) | rotmats |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    pose = "pose_joints" in rows[0]  # x, y px and z m share one max: split them for the table
+    head = "| roi_pool | batch | vertices (m) | joints3d (m) | joints2d (px) | rotmats |"
+    print(head + (" pose_joints (px, m) |" if pose else ""))
+    print("| --- " * (6 + pose) + "|")
     for r in rows:
-        print(
+        line = (
             f"| {r['roi_pool']} | {r['batch']} | {r['vertices']:.2e} | {r['joints3d']:.2e} | "
             f"{r['joints2d']:.2e} | {r.get('rotmats', float('nan')):.2e} |"
         )
+        if pose:
+            line += f" {r['pose_joints_px']:.2e}, {r['pose_joints_m']:.2e} |"
+        print(line)
     return 0
 
 

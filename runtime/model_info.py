@@ -13,9 +13,15 @@ from typing import Any
 
 from hmrt.runtime.errors import ModelLoadError
 
-OUTPUTS = ("vertices", "joints3d", "joints2d", "cam", "rotmats", "betas")
-"""Output names of the ONNX contract; the first four are required."""
+OUTPUTS = ("vertices", "joints3d", "joints2d", "cam", "rotmats", "betas", "pose_joints")
+"""Output names of the ONNX contract; the first four are required, the others are there where
+the method has them (``pose_joints``: a pose network's own joints, e.g. HEMlets)."""
 REQUIRED_OUTPUTS = OUTPUTS[:4]
+POSE_JOINTS_UNITS = "crop_px,crop_px,m_root_relative"
+"""Units of the optional ``pose_joints (N, P, 3)`` output (metadata ``hmrt.pose_joints_units``):
+x, y in crop pixels (like ``joints2d``: ``[0, S]`` over the S-pixel crop), z in metres relative
+to the root joint's depth (like ``joints3d``). The joint set is named by ``hmrt.pose_joints``
+(e.g. ``hemlets18``) and its joints, in output order, by ``hmrt.pose_joint_names``."""
 REQUIRED_KEYS = ("hmrt.input_size", "hmrt.mean", "hmrt.std")
 INPUT = "image"
 """The one input of the contract, ``[N, 3, S, S]`` (S = ``hmrt.input_size``)."""
@@ -28,12 +34,14 @@ OUTPUT_SHAPES: dict[str, tuple[tuple[Dim, ...], ...]] = {
     "cam": (("N", 3),),
     "rotmats": (("N", 24, 3, 3),),
     "betas": (("N", 10),),
+    "pose_joints": (("N", "P", 3),),
     # Optional per-person evidence score (added to the contract by the detection work).
     "person_score": (("N",), ("N", 1)),
 }
 """Allowed shapes of each contract output: ints must match exactly, letters name a dimension
 that may be dynamic but must agree wherever it is static (``N`` with the input's batch, ``J``
-between ``joints3d`` and ``joints2d``). Several entries: any one of them."""
+between ``joints3d`` and ``joints2d``; ``P``, the pose joints, is its own). Several entries: any
+one of them."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class ModelInfo:
     variant: str = "unknown"
     precision: str = "fp32"
     body_hash: str = ""
+    pose_joint_set: str = ""
+    pose_joint_names: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -94,6 +104,14 @@ def parse_metadata(path: str, meta: dict[str, str]) -> ModelInfo:
     if min(std) <= 0:
         raise ModelLoadError(f"{path}: hmrt.std={meta['hmrt.std']!r} must be positive")
     focal = _floats(path, "hmrt.crop_focal", meta.get("hmrt.crop_focal", "5000"), 1)[0]
+    units = meta.get("hmrt.pose_joints_units", POSE_JOINTS_UNITS)
+    if units != POSE_JOINTS_UNITS:
+        # Another convention would be mapped to the full image wrongly: refuse, never guess.
+        raise ModelLoadError(
+            f"{path}: metadata hmrt.pose_joints_units={units!r}, but this hmrt reads pose "
+            f"joints as {POSE_JOINTS_UNITS!r}; re-export the model with this hmrt's `hmrt export`"
+        )
+    names = tuple(n for n in meta.get("hmrt.pose_joint_names", "").split(",") if n)
     return ModelInfo(
         path=str(path),
         input_size=(size[0], size[1]),
@@ -104,8 +122,26 @@ def parse_metadata(path: str, meta: dict[str, str]) -> ModelInfo:
         variant=meta.get("hmrt.variant", "unknown"),
         precision=meta.get("hmrt.precision", "fp32"),
         body_hash=meta.get("hmrt.body_hash", ""),
+        pose_joint_set=meta.get("hmrt.pose_joints", ""),
+        pose_joint_names=names,
         metadata=dict(meta),
     )
+
+
+def check_pose_joints(path: str, info: ModelInfo, shape: Sequence[Any] | None) -> None:
+    """Raise ModelLoadError if the ``pose_joints`` output's joint count (``P``, when static)
+    differs from the joint names in the metadata (the runtime labels joints by those names).
+
+    ``shape``: the output's reported shape, None when the model has no ``pose_joints``.
+    """
+    dims = static_shape(shape)
+    if not dims or len(dims) != 3 or dims[1] is None or not info.pose_joint_names:
+        return
+    if dims[1] != len(info.pose_joint_names):
+        raise ModelLoadError(
+            f"{path}: output pose_joints has {dims[1]} joints but metadata hmrt.pose_joint_names "
+            f"names {len(info.pose_joint_names)}; re-export it with `hmrt export`"
+        )
 
 
 def check_outputs(path: str, names: list[str]) -> None:
@@ -226,6 +262,7 @@ def check_contract(
         )
     batch = shape[0] if shape else None
     check_output_shapes(path, outputs, batch)
+    check_pose_joints(path, info, outputs.get("pose_joints"))
     return info
 
 

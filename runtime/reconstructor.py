@@ -9,6 +9,9 @@ Per frame: choose the crop (given bbox, detector, or the ROI tracker following t
 frame's joints), crop and normalise (:mod:`preprocess`), run the backend, map the crop camera
 to the full image (``hmrt.runtime.camera``: CLIFF-style translation for the frame's
 intrinsics), then smooth (:mod:`smoothing`). Each stage is timed into ``Result.timings``.
+A model with the optional ``pose_joints`` output (a pose network's own joints, e.g. HEMlets)
+gets them in ``Result.pose_joints``: x, y mapped from the crop to full-image pixels like
+``joints2d``, z (root-relative metres) as the model gives it, not smoothed.
 
 Whether a person is there (``Result.person_found``, ``person_score``) comes from evidence,
 never a constant: the person detector's score (the embedded BlazePose detector unless another
@@ -420,6 +423,11 @@ class Reconstructor:
         cam = outs["cam"][i].astype(np.float64)
         joints2d = camera.crop_to_image(outs["joints2d"][i], box, res).astype(np.float32)
         translation = camera.crop_to_full_translation(cam, box, K).astype(np.float32)
+        pose_joints = None
+        if "pose_joints" in outs:
+            crop = outs["pose_joints"][i]
+            xy = camera.crop_to_image(crop[:, :2], box, res)
+            pose_joints = np.concatenate([xy, crop[:, 2:]], axis=1).astype(np.float32)
         return {
             "joints3d": outs["joints3d"][i],
             "vertices": outs["vertices"][i],
@@ -427,6 +435,7 @@ class Reconstructor:
             "translation": translation,
             "rotmats": outs["rotmats"][i] if "rotmats" in outs else None,
             "betas": outs["betas"][i] if "betas" in outs else None,
+            "pose_joints": pose_joints,
             "cam": cam.astype(np.float32),
             "K": K,
         }
@@ -446,6 +455,9 @@ class Reconstructor:
             bbox=camera.box_to_xyxy(decision.box).astype(np.float32),
             box=np.asarray(decision.box, dtype=np.float32),
             intrinsics=raw["K"],
+            pose_joints=raw["pose_joints"],
+            pose_joint_set=self.info.pose_joint_set if raw["pose_joints"] is not None else "",
+            pose_joint_names=self.info.pose_joint_names if raw["pose_joints"] is not None else (),
             confidence=float(confidence),
             person_found=bool(found),
             person_score=float(score),

@@ -3,6 +3,7 @@
 Coordinates follow docs/DEVELOPING.md and ``hmrt.runtime.camera``: 3D in metres in the camera
 frame of the full image (+X right, +Y down, +Z forward) with the full-image translation
 already added, 2D in full-image pixels (continuous coordinates, pixel centres at +0.5).
+The optional ``pose_joints`` mix the two: x, y in full-image pixels, z in root-relative metres.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ class Result:
         bbox: ``(4,)`` the square crop used, as ``(x0, y0, x1, y1)`` image pixels.
         box: ``(3,)`` the same crop as ``(cx, cy, side)`` (``hmrt.runtime.camera`` boxes).
         intrinsics: ``(3, 3)`` the full-image camera matrix used for the translation.
+        pose_joints: ``(P, 3)`` the joints of the model's own pose network (HEMlets: 18), or
+            None for models without one: x, y in full-image pixels (mapped from the crop like
+            ``joints2d``), z in metres relative to the root joint's depth (as the model gives
+            it; no translation added). Not smoothed: the model's estimate for this frame.
+        pose_joint_set: the joint set of ``pose_joints`` (``hemlets18``), "" without them.
+        pose_joint_names: the names of the ``pose_joints`` joints, in order (from the model's
+            metadata; empty without them).
         confidence: tracker confidence in [0, 1] that the crop still follows one person
             (geometry of the predicted joints: inside the crop, plausible size, no jump).
         person_found: whether a person is in the crop, from evidence: a detector's score on
@@ -69,6 +77,9 @@ class Result:
     bbox: np.ndarray
     box: np.ndarray
     intrinsics: np.ndarray
+    pose_joints: np.ndarray | None = None
+    pose_joint_set: str = ""
+    pose_joint_names: tuple[str, ...] = ()
     confidence: float = 1.0
     person_found: bool = True
     person_score: float = 1.0
@@ -95,4 +106,7 @@ class Result:
                 continue
             value = getattr(self, name)
             out[name] = None if value is None else np.round(value.astype(np.float64), 6).tolist()
+        if self.pose_joints is not None:  # only models with a pose network have them
+            out["pose_joint_set"] = self.pose_joint_set
+            out["pose_joints"] = np.round(self.pose_joints.astype(np.float64), 6).tolist()
         return out

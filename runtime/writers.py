@@ -196,8 +196,11 @@ class ResultsWriter:
     ``translation`` (F, 3), ``cam_crop`` (F, 3), ``bbox`` (F, 4), ``intrinsics`` (F, 3, 3),
     ``rotmats`` (F, 24, 3, 3) / ``betas`` (F, 10) when the model has them, and
     ``person_found`` (F,) bool / ``person_score`` (F,) when the Result has them. Dtypes are
-    those of ``np.asarray`` over the rows (as the in-memory writer before it). The jsonl has
-    one object per frame (``Result.to_json``, without vertices).
+    those of ``np.asarray`` over the rows (as the in-memory writer before it). A model with a
+    pose network of its own (HEMlets) adds ``pose_joints`` (F, P, 3) (x, y full-image pixels,
+    z root-relative metres), with its labels once: ``pose_joint_names`` (P,) and
+    ``pose_joint_set`` (a string, e.g. ``hemlets18``). The jsonl has one object per frame
+    (``Result.to_json``, without vertices).
 
     Memory stays flat however many frames arrive: each row goes straight to a scratch file
     (one per key, in a hidden ``.part`` folder next to the npz, removed at close/discard), and
@@ -213,6 +216,7 @@ class ResultsWriter:
         self.npz_path = Path(npz_path)
         self._extra = dict(extra or {})
         self._spools: dict[str, _Spool] = {}
+        self._labels: dict[str, np.ndarray] = {}  # per-run labels of pose_joints, written once
         self.count = 0
         self.spool_dir = Path(
             tempfile.mkdtemp(prefix=f".{self.npz_path.name}.", suffix=".part",
@@ -242,6 +246,7 @@ class ResultsWriter:
             # Newer Results say whether a person was found; older ones lack the fields.
             "person_found": getattr(result, "person_found", None),
             "person_score": getattr(result, "person_score", None),
+            "pose_joints": getattr(result, "pose_joints", None),
         }
 
     def add(self, result: Result) -> None:
@@ -255,6 +260,11 @@ class ResultsWriter:
                 spool = _Spool(self.spool_dir / f"{len(self._spools):02d}.bin", value)
                 self._spools[key] = spool
             spool.add(key, value)
+        if getattr(result, "pose_joints", None) is not None and not self._labels:
+            names = tuple(getattr(result, "pose_joint_names", ()))
+            if names:
+                self._labels["pose_joint_names"] = np.asarray(names, dtype=str)
+            self._labels["pose_joint_set"] = np.asarray(getattr(result, "pose_joint_set", ""))
         self.count += 1
 
     def close(self) -> None:
@@ -269,7 +279,7 @@ class ResultsWriter:
             ) as zf:
                 for key, spool in self._spools.items():
                     spool.write_npy(zf, key)
-                for key, value in self._extra.items():
+                for key, value in {**self._labels, **self._extra}.items():
                     with zf.open(key + ".npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, np.asarray(value))
         finally:

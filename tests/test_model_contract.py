@@ -211,3 +211,51 @@ def test_build_engine_refuses_non_contract_onnx_before_writing(tmp_path, capsys,
         _assert_one_line(code, err, *needles)
         assert "TensorRT is not installed" not in err and "written and audited" not in err
     assert not out.exists()
+
+
+def _with_pose_joints(path: Path, joints: int, tail: int = 3, **meta: str) -> Path:
+    """A constant model with the optional ``pose_joints [N, joints, tail]`` output, labelled by
+    ``meta`` (``hmrt.*`` keys with ``_`` for ``.``: ``hmrt_pose_joints_units=...``)."""
+    constant_model(path, {**GOOD, "pose_joints": [joints, tail]})
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({k.replace("_", ".", 1): v for k, v in meta.items()})
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_pose_joints_are_optional_and_mapped_to_the_full_image(tmp_path):
+    """A model with ``pose_joints`` (x, y crop pixels, z metres) loads, and the Result carries
+    them in full-image pixels; a model without them gives None, as before."""
+    names = ",".join(f"j{i}" for i in range(18))
+    path = _with_pose_joints(
+        tmp_path / "pose.onnx", 18, hmrt_pose_joints="hemlets18", hmrt_pose_joint_names=names,
+        hmrt_pose_joints_units="crop_px,crop_px,m_root_relative",
+    )  # fmt: skip
+    rec = Reconstructor(path, backend="onnxruntime-cpu", detector="none")
+    res = rec(blob_frame(), bbox=(100, 40, 220, 200))
+    assert rec.info.pose_joint_set == "hemlets18" and len(rec.info.pose_joint_names) == 18
+    assert res.pose_joints.shape == (18, 3) and res.pose_joint_names[17] == "j17"
+    # The crop's pixel (0, 0) is the box's corner; z (0 m) stays as it is.
+    x0, y0 = res.bbox[:2]
+    assert np.allclose(res.pose_joints, [x0, y0, 0.0], atol=1e-3), (res.pose_joints[0], res.bbox)
+    rec.close()
+    plain = Reconstructor(constant_model(tmp_path / "plain.onnx", GOOD), backend="onnxruntime-cpu",
+                          detector="none")  # fmt: skip
+    res = plain(blob_frame(), bbox=(100, 40, 220, 200))
+    assert res.pose_joints is None and "pose_joints" not in res.to_json()
+    plain.close()
+
+
+def test_pose_joints_contract_is_checked(tmp_path):
+    """Wrong units, a joint count that disagrees with the names, or 2D joints are refused."""
+    bad_units = _with_pose_joints(tmp_path / "u.onnx", 18, hmrt_pose_joints_units="normalised")
+    with pytest.raises(ModelLoadError, match="pose_joints_units"):
+        Reconstructor(bad_units, backend="onnxruntime-cpu", detector="none")
+    few = _with_pose_joints(tmp_path / "n.onnx", 18, hmrt_pose_joint_names="a,b,c")
+    with pytest.raises(ModelLoadError, match="pose_joints has 18 joints"):
+        Reconstructor(few, backend="onnxruntime-cpu", detector="none")
+    with pytest.raises(ModelLoadError, match=r"pose_joints has shape"):
+        check_output_shapes("m", {"pose_joints": ["N", 18, 2]})
+    check_output_shapes("m", {"joints3d": ["N", 24, 3], "pose_joints": ["N", 18, 3]})  # own P

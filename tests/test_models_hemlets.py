@@ -29,6 +29,7 @@ OFFICIAL_BONES_MM = {  # official avg_skeletonal_legth (§1.8), (child, parent) 
     (10, 9): 115.002, (15, 14): 278.893, (16, 15): 251.729, (12, 11): 278.883, (13, 12): 251.733,
 }  # fmt: skip
 TRAIN_KEYS = {"heatmaps2d", "hemlets", "joints_vol", "rotmats_raw"}
+EVAL_KEYS = (*OUTPUT_NAMES, "pose_joints")  # DaNet's keys and order, then the pose joints
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def paper():
 
 
 def _check_eval(out: dict, n: int) -> None:
-    assert tuple(out) == OUTPUT_NAMES  # DaNet's keys and order
+    assert tuple(out) == EVAL_KEYS
+    assert out["pose_joints"].shape == (n, 18, 3)
     assert out["vertices"].shape == (n, 13348, 3)
     assert out["joints3d"].shape == (n, 24, 3) and out["joints2d"].shape == (n, 24, 2)
     assert out["cam"].shape == (n, 3) and out["betas"].shape == (n, 10)
@@ -71,7 +73,13 @@ def test_edge_eval_and_train_outputs(edge):
         out = edge(torch.randn(2, 3, 256, 256))
     finally:
         edge.eval()
-    assert set(out) == set(OUTPUT_NAMES) | TRAIN_KEYS
+    assert set(out) == set(EVAL_KEYS) | TRAIN_KEYS
+    # pose_joints are joints_vol in crop pixels (x, y) and root-relative metres (z).
+    jv = out["joints_vol"].detach()
+    expected = torch.stack(
+        [(jv[..., 0] + 0.5) * 256, (jv[..., 1] + 0.5) * 256, jv[..., 2] * 2.0], -1
+    )
+    assert torch.allclose(out["pose_joints"].detach(), expected, atol=1e-4)
     assert out["heatmaps2d"].shape == (2, 18, 32, 32)
     assert out["hemlets"].shape == (2, 42, 32, 32)
     assert out["joints_vol"].shape == (2, 18, 3)
@@ -177,6 +185,7 @@ def test_edge_is_cheap(edge):
 def test_fp32_islands_are_declared(edge):
     assert edge.fp32_modules() == {
         "volume_reg": "SoftArgmax3d",
+        "joints_to_crop": "VolumeToCrop",
         "posh.decode": "BodyParamDecoder",
         "body": "BodyHead",
     }
@@ -321,18 +330,42 @@ def edge_onnx(edge, tmp_path_factory):
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_edge_export_ort_parity(edge_onnx, batch):
-    from hmrt.export.parity import max_abs_diff, ort_outputs
+    from hmrt.export.parity import max_abs_diff, ort_outputs, pose_joints_diff
 
     result, crops, reference = edge_onnx
-    assert result.outputs == list(OUTPUT_NAMES)
+    assert result.outputs == list(EVAL_KEYS)
     assert result.metadata["hmrt.opset"] == "17" and result.metadata["hmrt.model"] == "hemlets"
     assert result.metadata["hmrt.input_size"] == "256,256"
-    assert set(result.islands) == {"volume_reg", "posh.decode", "body"}
+    assert set(result.islands) == {"volume_reg", "joints_to_crop", "posh.decode", "body"}
     spread = float(np.ptp(reference["joints3d"], axis=0).max())
     assert spread > 0.01, spread  # the stressed model's outputs differ between crops
-    diff = max_abs_diff(reference, ort_outputs(result.path, crops.images, batch))
+    got = ort_outputs(result.path, crops.images, batch)
+    diff = max_abs_diff(reference, got)
     assert diff["vertices"] <= 1e-4 and diff["joints3d"] <= 1e-4, (crops.source, diff)
     assert diff["rotmats"] <= 1e-4 and diff["joints2d"] <= 1e-2, (crops.source, diff)
+    # The pose network's joints: x, y crop pixels, z root-relative metres.
+    pose = pose_joints_diff(reference["pose_joints"], got["pose_joints"])
+    assert pose["pose_joints_px"] <= 1e-3 and pose["pose_joints_m"] <= 1e-4, (crops.source, pose)
+    assert float(np.ptp(reference["pose_joints"][..., :2], axis=0).max()) > 1.0  # crops differ
+
+
+def test_edge_export_labels_the_pose_joints(edge_onnx):
+    """``pose_joints (N, 18, 3)`` is an output and the metadata names its joints and units."""
+    import onnx
+
+    from hmrt.runtime.model_info import POSE_JOINTS_UNITS, onnx_contract
+
+    result, _, _ = edge_onnx
+    graph = onnx.load(str(result.path))
+    (out,) = [o for o in graph.graph.output if o.name == "pose_joints"]
+    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
+    assert dims == ["batch", 18, 3]
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["hmrt.pose_joints"] == "hemlets18"
+    assert meta["hmrt.pose_joint_names"].split(",") == list(J.HEMLETS_JOINT_NAMES)
+    assert meta["hmrt.pose_joints_units"] == POSE_JOINTS_UNITS == "crop_px,crop_px,m_root_relative"
+    info = onnx_contract(str(result.path), graph)
+    assert info.pose_joint_set == "hemlets18" and info.pose_joint_names == J.HEMLETS_JOINT_NAMES
 
 
 def test_edge_graph_has_no_unsupported_ops(edge_onnx):
@@ -346,6 +379,7 @@ def test_edge_graph_has_no_unsupported_ops(edge_onnx):
 
 
 def test_reconstructor_runs_the_exported_edge_model(edge_onnx):
+    from hmrt.export.parity import ort_outputs
     from hmrt.runtime import Reconstructor
 
     result, _, _ = edge_onnx
@@ -358,6 +392,21 @@ def test_reconstructor_runs_the_exported_edge_model(edge_onnx):
         res = rec(frame, bbox=(100, 30, 220, 230))
     assert res.vertices.shape == (13348, 3) and res.rotmats.shape == (24, 3, 3)
     assert np.isfinite(res.vertices).all() and np.isfinite(res.translation).all()
+    assert res.pose_joints.shape == (18, 3) and res.pose_joint_set == "hemlets18"
+    assert res.pose_joint_names == J.HEMLETS_JOINT_NAMES
+    assert res.to_json()["pose_joint_set"] == "hemlets18"
+    # Full-image pixels: the crop the model saw, mapped back by hand (x0 + px * side / 256).
+    bbox = (100, 30, 220, 230)
+    (single,) = rec.reconstruct_batch(frame, [bbox])
+    cx, cy, side = rec._box_from_bbox(bbox)
+    crop = np.empty((1, 3, 256, 256), np.float32)
+    rec.pre(frame, np.array([cx, cy, side]), crop[0])
+    raw = ort_outputs(result.path, crop, 1)["pose_joints"][0]
+    x0, y0 = cx - side / 2, cy - side / 2
+    expected = np.stack([x0 + raw[:, 0] * side / 256, y0 + raw[:, 1] * side / 256, raw[:, 2]], 1)
+    assert np.allclose(single.pose_joints, expected, atol=1e-3), (single.pose_joints, expected)
+    assert np.allclose(single.pose_joints, res.pose_joints, atol=1e-3)  # never smoothed
+    rec.close()
 
 
 @pytest.mark.slow

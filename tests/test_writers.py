@@ -173,3 +173,31 @@ def test_samples_are_bounded_with_exact_mean():
         small.append(v)
     assert list(small) == [3.0, 1.0, 2.0] and percentiles(small)["p50"] == 2.0
     assert "decode" not in stage_table({"decode": Samples(), "inference": small})
+
+
+def test_pose_joints_are_stored_with_their_labels(tmp_path):
+    """A model with a pose network (HEMlets) adds ``pose_joints`` (F, P, 3) and its labels once;
+    a model without one (DaNet, DecoMR) writes neither, as before."""
+    names = tuple(f"joint{j}" for j in range(18))
+    results = [_result(i) for i in range(4)]
+    for i, r in enumerate(results):
+        r.pose_joints = np.full((18, 3), float(i), np.float32)
+        r.pose_joint_set, r.pose_joint_names = "hemlets18", names
+    writer = ResultsWriter(tmp_path / "p.npz", tmp_path / "p.jsonl", {"note": np.array("x")})
+    for r in results:
+        writer.add(r)
+    writer.close()
+    with np.load(tmp_path / "p.npz") as npz:  # no pickle needed for the labels
+        assert npz["pose_joints"].shape == (4, 18, 3) and npz["pose_joints"].dtype == np.float32
+        assert list(npz["pose_joints"][:, 0, 0]) == [0.0, 1.0, 2.0, 3.0]
+        assert tuple(npz["pose_joint_names"]) == names and str(npz["pose_joint_set"]) == "hemlets18"
+        assert str(npz["note"]) == "x"
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert rows[2]["pose_joint_set"] == "hemlets18" and np.shape(rows[2]["pose_joints"]) == (18, 3)
+    writer = ResultsWriter(tmp_path / "d.npz", tmp_path / "d.jsonl")
+    writer.add(_result(0))
+    writer.close()
+    with np.load(tmp_path / "d.npz") as npz:
+        assert not {"pose_joints", "pose_joint_names", "pose_joint_set"} & set(npz.files)
+    row = json.loads((tmp_path / "d.jsonl").read_text())
+    assert "pose_joints" not in row and "pose_joint_set" not in row

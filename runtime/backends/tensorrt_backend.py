@@ -31,6 +31,7 @@ from hmrt.runtime.model_info import (
     OUTPUTS,
     check_output_shapes,
     check_outputs,
+    check_pose_joints,
     parse_metadata,
 )
 
@@ -166,9 +167,11 @@ class TensorRTBackend(Backend):
             raise ModelLoadError(f"{path}: expected one input 'image', found {inputs}")
         check_outputs(str(path), outputs)
         # Static output dims against the contract (-1 = dynamic), before any buffer is sized.
-        check_output_shapes(
-            str(path), {n: [int(d) for d in engine.get_tensor_shape(n)] for n in outputs}
-        )
+        shapes = {n: [int(d) for d in engine.get_tensor_shape(n)] for n in outputs}
+        check_output_shapes(str(path), shapes)
+        # Optional outputs (rotmats, betas, pose_joints) are bound by name when the engine has
+        # them, exactly as the ONNX Runtime backend reads them.
+        check_pose_joints(str(path), self.info, shapes.get("pose_joints"))
         self.output_names = [n for n in OUTPUTS if n in outputs]
         # Inputs: (min, opt, max) of profile 0 (get_tensor_profile_shape is input-only).
         shape = tuple(engine.get_tensor_shape("image"))

@@ -10,7 +10,11 @@ Decisions the paper and code leave open: docs/models/hemlets.md.
 
 Eval outputs (``model.eval()``; the ONNX contract, DaNet's order): ``vertices (N,V,3)``,
 ``joints3d (N,24,3)`` (metres, root-relative), ``joints2d (N,24,2)`` (crop pixels),
-``cam (N,3)``, ``rotmats (N,24,3,3)``, ``betas (N,10)``.
+``cam (N,3)``, ``rotmats (N,24,3,3)``, ``betas (N,10)``, then the contract's optional
+``pose_joints (N,18,3)``: the pose network's own joints (``joints_vol`` below) as crop pixels
+``x_px = (x + 0.5) * W``, ``y_px = (y + 0.5) * H`` and root-relative metres
+``z_m = z * depth_range_m``, in the order of ``HEMLETS_JOINT_NAMES`` (joint set ``hemlets18``).
+They do not depend on PoSh, so an import of the official pose network gives them at deployment.
 
 Training outputs (``model.train()``): the eval keys plus (``h x w`` = ``config.feat_size``,
 input / ``heatmap_stride``: 64x64 paper, 32x32 edge; joint order and parts in ``joints.py``):
@@ -26,29 +30,50 @@ key              shape         meaning / supervision
                                (``z_m = z * depth_range_m``, relative to the reference/root); L3D
 ``rotmats_raw``  (N,24,3,3)    PoSh rotations before the SO(3) projection (mean pose added)
 ===============  ============  ===================================================================
-
-The pose network's own joints are training-only: the ONNX contract's outputs are fixed
-(``export/onnx_export.py`` exports ``OUTPUT_ORDER`` only).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hmrt.train.models.base import BodyHead, HmrModel, make_body_layer
+from hmrt.train.models.base import OUTPUT_NAMES, BodyHead, HmrModel, make_body_layer
 from hmrt.train.models.hemlets.config import HemletsConfig
-from hmrt.train.models.hemlets.joints import NUM_JOINTS, NUM_PARTS
+from hmrt.train.models.hemlets.joints import HEMLETS_JOINT_NAMES, NUM_JOINTS, NUM_PARTS
 from hmrt.train.models.hemlets.network import UpsampleBranch, build_backbone, init_head
 from hmrt.train.models.hemlets.posh import PoSh
+from hmrt.train.models.layers.precision import Fp32Module
 from hmrt.train.models.layers.soft_argmax import SoftArgmax3d
 from hmrt.train.models.registry import register_model
 
 POSE_NETWORK = ("backbone", "conv_feature", "conv_FBI", "FBI_encoder", "conv_tail", "volume_reg")
 """The official pose network's submodules (attribute names as in the official ``Network``)."""
+
+
+class VolumeToCrop(Fp32Module):
+    """Soft-argmax joints in [-0.5, 0.5] -> ``pose_joints``: crop pixels (x, y), metres (z).
+
+    ``x_px = (x + 0.5) * W``, ``y_px = (y + 0.5) * H`` (the training targets' convention,
+    ``hemlets_targets.py``), ``z_m = z * depth_range_m`` (root-relative depth as the network
+    predicts it: the root's own z is trained towards 0, not forced). An FP32 island: it feeds a
+    contract output directly, and crop pixels up to 256 keep only 1/8 px steps in FP16. No
+    weights: the constants are non-persistent buffers, so the state dict (the official keys) is
+    unchanged.
+    """
+
+    def __init__(self, input_size: tuple[int, int], depth_range_m: float):
+        super().__init__()
+        height, width = input_size
+        scale = torch.tensor([float(width), float(height), float(depth_range_m)])
+        offset = torch.tensor([0.5 * width, 0.5 * height, 0.0])
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("offset", offset, persistent=False)
+
+    def forward(self, joints_vol: Tensor) -> Tensor:
+        return joints_vol * self.scale + self.offset
 
 
 @register_model(
@@ -59,6 +84,12 @@ POSE_NETWORK = ("backbone", "conv_feature", "conv_FBI", "FBI_encoder", "conv_tai
 )
 class Hemlets(HmrModel):
     """HEMlets PoSh; ``Hemlets(config, body=None)``, ``forward(image) -> dict`` (module docstring)."""
+
+    output_names: ClassVar[tuple[str, ...]] = (*OUTPUT_NAMES, "pose_joints")
+    pose_joint_set: ClassVar[str] = "hemlets18"
+    """Name of the ``pose_joints`` joint set (ONNX metadata ``hmrt.pose_joints``)."""
+    pose_joint_names: ClassVar[tuple[str, ...]] = HEMLETS_JOINT_NAMES
+    """Names of the ``pose_joints`` joints, in output order (``hmrt.pose_joint_names``)."""
 
     def __init__(self, config: HemletsConfig, body: Any = None):
         super().__init__(config)
@@ -81,6 +112,7 @@ class Hemlets(HmrModel):
             nn.Conv2d(c.tail_channels, NUM_JOINTS * c.depth_bins, 1),
         )
         self.volume_reg = SoftArgmax3d(NUM_JOINTS, c.depth_bins, h, w)
+        self.joints_to_crop = VolumeToCrop(tuple(c.input_size), c.depth_range_m)
         init_head(self.conv_feature)
         init_head(self.conv_FBI, logits=self.conv_FBI.conv_tail)
         init_head(self.FBI_encoder)
@@ -116,6 +148,7 @@ class Hemlets(HmrModel):
             "cam": cam,
             "rotmats": rotmats,
             "betas": betas,
+            "pose_joints": self.joints_to_crop(joints_vol),
         }
         if self.training:
             k = 3 * NUM_PARTS
