@@ -70,6 +70,13 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
         "(any TRT; default), grid = GridSample (TRT >= 8.5)",
     )
     g.add_argument(
+        "--hkmr-fold",
+        choices=("on", "off"),
+        default="on",
+        help="HKMR: project the image feature once per module and fold each pass's per-joint "
+        "heads into one matrix (exact; default on); off exports the training form",
+    )
+    g.add_argument(
         "--batch",
         type=batch_arg,
         default=None,
@@ -171,6 +178,7 @@ def export_from_args(args: argparse.Namespace, out: Path | None = None, precisio
         batch=args.batch,
         uv_scatter=getattr(args, "uv_scatter", None),
         uv_sample=getattr(args, "uv_sample", None),
+        hkmr_fold=getattr(args, "hkmr_fold", "on") == "on",
         trt_version=args.trt_version,
         precision=precision,
     )

@@ -21,7 +21,10 @@ from torch import nn
 
 from hmrt.runtime.errors import InputError
 
-OUTPUT_ORDER = ("vertices", "joints3d", "joints2d", "cam", "rotmats", "betas")
+OUTPUT_ORDER = ("vertices", "joints3d", "joints2d", "cam", "rotmats", "betas", "pose_joints")
+"""The contract's outputs in ONNX order; the first four are required, the others exported where
+the model returns them (``pose_joints``: a pose network's own joints, HEMlets; units and
+metadata in :func:`pose_joints_metadata`)."""
 DEFAULT_OPSET = 17
 CROP_FOCAL = 5000.0
 
@@ -38,6 +41,7 @@ class ExportOptions:
     simplify: bool = True
     uv_scatter: str | None = None  # None: add (TensorRT 10+), else matmul
     uv_sample: str | None = None  # None: gather
+    hkmr_fold: bool = True  # HKMR: feature projection once + per-pass head folding (rewrites)
 
 
 @dataclass
@@ -98,6 +102,7 @@ def resolve_options(options: ExportOptions) -> ExportOptions:
         options.simplify,
         uv_scatter=uv_scatter,
         uv_sample=uv_sample,
+        hkmr_fold=options.hkmr_fold,
     )
 
 
@@ -156,6 +161,28 @@ def model_metadata(model: nn.Module, name: str, variant: str) -> dict[str, str]:
         "hmrt.version": __version__,
         "hmrt.crop_focal": f"{CROP_FOCAL:g}",
     }
+
+
+def pose_joints_metadata(model: nn.Module, name: str) -> dict[str, str]:
+    """The metadata_props that label the optional ``pose_joints`` output, so the runtime can
+    name and map the joints without a config file: ``hmrt.pose_joints`` (the joint set the
+    model declares as ``pose_joint_set``, e.g. ``hemlets18``; else the model name),
+    ``hmrt.pose_joint_names`` (comma-separated, output order, when the model declares
+    ``pose_joint_names``) and ``hmrt.pose_joints_units``
+    (:data:`hmrt.runtime.model_info.POSE_JOINTS_UNITS`: x, y crop pixels, z root-relative
+    metres)."""
+    from hmrt.runtime.model_info import POSE_JOINTS_UNITS
+
+    meta = {
+        "hmrt.pose_joints": str(getattr(model, "pose_joint_set", "") or name),
+        "hmrt.pose_joints_units": POSE_JOINTS_UNITS,
+    }
+    names = tuple(getattr(model, "pose_joint_names", ()) or ())
+    if any("," in n for n in names):
+        raise InputError(f"pose joint names must not contain commas: {names}")
+    if names:
+        meta["hmrt.pose_joint_names"] = ",".join(names)
+    return meta
 
 
 def output_names(model: nn.Module, size: tuple[int, int]) -> list[str]:
@@ -223,12 +250,23 @@ def _set_batch_dims(model: onnx.ModelProto, batch: int | None) -> None:
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim: constant folding, dead-node and identity removal (FP32-island names survive)."""
+    """onnxslim: constant folding, fusions, dead-node and identity removal; FP32 islands kept.
+
+    onnxslim replaces fused patterns (ReduceSum + Unsqueeze, Reshape + Reshape, Slice + Slice,
+    ...) by new nodes named after tensors, which drops the ``fp32island[...]`` node names the
+    FP16 graph, the engine builder's pins and the INT8 plan read. Island membership is recorded
+    by output tensor name before and restored after (:func:`hmrt.export.islands.restore_islands`).
+    """
     import onnxslim
 
+    from hmrt.export.islands import island_tensors, restore_islands
+
+    members = island_tensors(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return onnxslim.slim(model)
+        slim = onnxslim.slim(model)
+    restore_islands(slim, members)
+    return slim
 
 
 def set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
@@ -258,10 +296,14 @@ def export_model(
     from hmrt.runtime.atomic import atomic_path
 
     opts = resolve_options(options)
-    deploy, report = apply_rewrites(model, opts.roi_pool, opts.uv_scatter, opts.uv_sample)
+    deploy, report = apply_rewrites(
+        model, opts.roi_pool, opts.uv_scatter, opts.uv_sample, hkmr_fold=opts.hkmr_fold
+    )
     meta = model_metadata(model, name, variant)
     size = tuple(int(v) for v in meta["hmrt.input_size"].split(","))
     names = output_names(deploy, size)
+    if "pose_joints" in names:
+        meta.update(pose_joints_metadata(model, name))
     islands = declared_islands(deploy)
     graph = torch_to_onnx(deploy, names, size, opts.opset, opts.batch, islands)
     tag_islands(graph)

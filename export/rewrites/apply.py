@@ -22,6 +22,7 @@ class RewriteReport:
     roi_pool: str = "grid"
     uv_scatter: str = "add"
     uv_sample: str = "gather"
+    hkmr_fold: bool = True
 
 
 def _set_submodule(root: nn.Module, qualname: str, module: nn.Module) -> None:
@@ -31,7 +32,11 @@ def _set_submodule(root: nn.Module, qualname: str, module: nn.Module) -> None:
 
 
 def apply_rewrites(
-    model: nn.Module, roi_pool: str = "grid", uv_scatter: str = "add", uv_sample: str = "gather"
+    model: nn.Module,
+    roi_pool: str = "grid",
+    uv_scatter: str = "add",
+    uv_sample: str = "gather",
+    hkmr_fold: bool = True,
 ) -> tuple[nn.Module, RewriteReport]:
     """Return an eval-mode copy of ``model`` with the rewrites for ``roi_pool`` applied.
 
@@ -43,7 +48,10 @@ def apply_rewrites(
     UV layers (DecoMR, BoBW): ``uv_scatter`` ``add`` (ScatterElements reduction=add, TensorRT
     10+) or ``matmul`` (one-hot MatMul, any TensorRT) replaces every ``UVScatterMean``;
     ``uv_sample`` ``gather`` (the constant table) or ``grid`` (GridSample, TensorRT 8.5+)
-    replaces every ``UVToVertices``. The input model is not modified.
+    replaces every ``UVToVertices``. HKMR (``hkmr_fold``, default on): every
+    ``ConditionedMLP`` projects the image feature once (``hkmr_feature_split``) and every
+    ``JointHeads`` becomes one Linear per pass (``hkmr_head_fold``); off exports the training
+    form. The input model is not modified.
     """
     if roi_pool not in ROI_POOL_CHOICES:
         raise InputError(f"--roi-pool {roi_pool}: use one of {', '.join(ROI_POOL_CHOICES)}")
@@ -52,8 +60,12 @@ def apply_rewrites(
     if uv_sample not in UV_SAMPLE_CHOICES:
         raise InputError(f"--uv-sample {uv_sample}: use one of {', '.join(UV_SAMPLE_CHOICES)}")
     model = copy.deepcopy(model).eval()
-    report = RewriteReport(roi_pool=roi_pool, uv_scatter=uv_scatter, uv_sample=uv_sample)
+    report = RewriteReport(
+        roi_pool=roi_pool, uv_scatter=uv_scatter, uv_sample=uv_sample, hkmr_fold=hkmr_fold
+    )
     _apply_uv(model, report)
+    if hkmr_fold:
+        apply_hkmr_fold(model, report)
     _apply_group_norm(model, report)
     if roi_pool != "grid":
         _apply_roi_pool(model, report)
@@ -118,3 +130,18 @@ def _apply_roi_pool(model: nn.Module, report: RewriteReport) -> None:
             # Same state and geometry; only the hidden-joint point sample differs.
             module.__class__ = theta_cls
             report.swapped[name] = (JointRoITheta.__name__, theta_cls.__name__)
+
+
+def apply_hkmr_fold(
+    model: nn.Module, report: RewriteReport, split: bool = True, fold: bool = True
+) -> None:
+    """HKMR's two exact export forms, in place: image-feature projection once per module
+    (``split``) and one Linear per pass direction (``fold``); see their modules."""
+    from hmrt.export.rewrites.hkmr_feature_split import SplitConditionedMLP
+    from hmrt.export.rewrites.hkmr_head_fold import FoldedJointHeads
+    from hmrt.train.models.hkmr.regressor import ConditionedMLP, JointHeads
+
+    if split:
+        _swap(model, report, ConditionedMLP, SplitConditionedMLP.like)
+    if fold:
+        _swap(model, report, JointHeads, FoldedJointHeads.like)

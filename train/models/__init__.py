@@ -8,6 +8,7 @@ from hmrt.train.models import (
     danet,  # noqa: F401  (registers "danet")
     decomr,  # noqa: F401  (registers "decomr")
     hemlets,  # noqa: F401  (registers "hemlets")
+    hkmr,  # noqa: F401  (registers "hkmr")
 )
 from hmrt.train.models.base import OUTPUT_NAMES, BodyHead, HmrModel
 from hmrt.train.models.config import ModelConfig
