@@ -73,8 +73,8 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under DDP
     optim: OptimConfig = field(default_factory=OptimConfig)
     # The model's loss config (hmrt.train.losses.loss_config_class): DaNet's LossConfig, or
-    # DecoMRLossConfig for decomr, HemletsLossConfig for hemlets; None or a dict becomes that
-    # class in __post_init__.
+    # DecoMRLossConfig for decomr, HemletsLossConfig for hemlets, HkmrLossConfig for hkmr; None
+    # or a dict becomes that class in __post_init__.
     loss: Any = None
 
     def __post_init__(self) -> None:

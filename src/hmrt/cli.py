@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("hmrt.train.models.cli", "model zoo: parameter counts and GFLOPs"),
     "zoo": ("hmrt.commands.zoo", "the model zoo table: cost, parity, latency, accuracy"),
     "train": ("hmrt.train.cli_train", "train a model"),
+    "train-prior": (
+        "hmrt.train.prior.cli",
+        "train HKMR's pose-prior VAE on the synthetic engine's poses",
+    ),
     "eval": ("hmrt.commands.eval", "evaluate a checkpoint or ONNX graphs (accuracy tables)"),
     "diagnose": ("hmrt.train.cli_diagnose", "where a DaNet checkpoint's error comes from"),
     "calibrate": (

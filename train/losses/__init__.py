@@ -3,7 +3,7 @@
 :func:`build_criterion` picks the criterion of a built model by its registry name and
 :func:`loss_config_class` the matching loss-config dataclass (``TrainConfig.loss``): DaNet's
 :class:`LossConfig` (also the default for models without their own, e.g. test toys),
-:class:`DecoMRLossConfig` or :class:`HemletsLossConfig`.
+:class:`DecoMRLossConfig`, :class:`HemletsLossConfig` or :class:`HkmrLossConfig`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ from hmrt.train.losses.config import DEFAULT_NORMS, DEFAULT_WEIGHTS, PRETRAIN_TE
 from hmrt.train.losses.danet import BATCH_KEYS, PRED_KEYS, DanetCriterion
 from hmrt.train.losses.decomr import DECOMR_WEIGHTS, DecoMRCriterion, DecoMRLossConfig
 from hmrt.train.losses.hemlets import HEMLETS_WEIGHTS, HemletsCriterion, HemletsLossConfig
+from hmrt.train.losses.hkmr import HKMR_WEIGHTS, HkmrCriterion, HkmrLossConfig
 
-LOSS_CONFIGS: dict[str, type] = {"decomr": DecoMRLossConfig, "hemlets": HemletsLossConfig}
+LOSS_CONFIGS: dict[str, type] = {
+    "decomr": DecoMRLossConfig,
+    "hemlets": HemletsLossConfig,
+    "hkmr": HkmrLossConfig,
+}
 """Model registry name -> its loss-config class (absent: DaNet's :class:`LossConfig`)."""
 
 
@@ -43,6 +48,8 @@ def build_criterion(model: nn.Module, config: Any = None) -> nn.Module:
         return DecoMRCriterion.for_model(model, config)
     if name == "hemlets":
         return HemletsCriterion.for_model(model, config)
+    if name == "hkmr":
+        return HkmrCriterion.for_model(model, config)
     return DanetCriterion.for_model(model, config)
 
 
@@ -52,6 +59,7 @@ __all__ = [
     "DEFAULT_NORMS",
     "DEFAULT_WEIGHTS",
     "HEMLETS_WEIGHTS",
+    "HKMR_WEIGHTS",
     "PRED_KEYS",
     "PRETRAIN_TERMS",
     "DanetCriterion",
@@ -59,6 +67,8 @@ __all__ = [
     "DecoMRLossConfig",
     "HemletsCriterion",
     "HemletsLossConfig",
+    "HkmrCriterion",
+    "HkmrLossConfig",
     "LossConfig",
     "build_criterion",
     "loss_config_class",

@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from hmrt.runtime.errors import InputError
 from hmrt.train.losses import hemlets_targets as T
 from hmrt.train.losses import keypoints, smpl
-from hmrt.train.losses.reduce import sample_mask, weighted_total
+from hmrt.train.losses.reduce import sample_mask, sample_sum_mean, weighted_total
 
 HEMLETS_WEIGHTS: dict[str, float] = {
     "hem": 1.0,  # times alpha (Eq. 8)
@@ -125,19 +125,6 @@ class HemletsLossConfig:
                 f"unknown key(s) {bad} in the hemlets loss config; known: {sorted(known)}"
             )
         return cls(**data)
-
-
-def sample_sum_mean(err: Tensor, weight: Tensor) -> Tensor:
-    """``sum(err * weight)`` per sample, averaged over the samples with any non-zero weight.
-
-    The paper's sum-reduced terms with hmrt's label-aware batch mean; exactly 0 (still in the
-    graph) when no sample is labelled. Float32, so autocast cannot overflow the sums.
-    """
-    err = err.float()
-    w = weight.float().expand_as(err)
-    per = (err * w).flatten(1).sum(dim=1)
-    has = (w.flatten(1).sum(dim=1) > 0).float()
-    return (per * has).sum() / has.sum().clamp(min=1.0)
 
 
 class HemletsCriterion(nn.Module):

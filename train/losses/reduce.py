@@ -47,6 +47,19 @@ def weighted_mean(err: torch.Tensor, weight: torch.Tensor | None = None) -> torc
     return (err * w).sum() / w.sum().clamp(min=1e-6)
 
 
+def sample_sum_mean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum(err * weight)`` per sample, averaged over the samples with any non-zero weight.
+
+    A paper's sum-reduced term with hmrt's label-aware batch mean (HEMlets, HKMR); exactly 0
+    (still in the graph) when no sample is labelled. Float32, so autocast cannot overflow the sums.
+    """
+    err = err.float()
+    w = weight.float().expand_as(err)
+    per = (err * w).flatten(1).sum(dim=1)
+    has = (w.flatten(1).sum(dim=1) > 0).float()
+    return (per * has).sum() / has.sum().clamp(min=1.0)
+
+
 def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
     """Product of the masks that are present (None when none is)."""
     out = None
