@@ -41,6 +41,7 @@ FORMS = (  # layer class (module path, name) -> the export flag that picks its d
     ("hmrt.train.models.layers.roi_pool", "GridRoIPool", "roi-pool grid|gather|matmul"),
     ("hmrt.train.models.layers.uv_scatter", "UVScatterMean", "uv-scatter add|matmul"),
     ("hmrt.train.models.layers.uv_sample", "UVToVertices", "uv-sample gather|grid"),
+    ("hmrt.train.models.hkmr.regressor", "JointHeads", "hkmr-fold on|off"),
 )
 
 
@@ -51,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="only " + ", ".join(QUICK_COLUMNS))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cell cache (JSON)")
-    parser.add_argument("--refresh", action="store_true", help="ignore cached cells")
+    parser.add_argument(
+        "--refresh", action="store_true", help="re-measure the chosen rows (ignore their cache)"
+    )
     parser.add_argument("--crops", type=int, default=8, help="crops for parity and FP16")
     parser.add_argument("--val", type=int, default=512, help="synth-val scenes for accuracy")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
@@ -207,13 +210,17 @@ class Row:
 
 
 def fingerprint(row: Row, column: str, machine: str) -> str:
-    """What a cell depends on, hashed: code and library versions, weights, options, machine."""
+    """What a cell depends on, hashed: code and library versions, the variant's config preset,
+    weights, options, machine."""
     import onnxruntime
     import torch
 
     from hmrt import __version__
+    from hmrt.train.models.registry import get_entry
 
+    preset = get_entry(row.name).variants[row.variant]()  # a changed preset is a new row
     parts = [__version__, torch.__version__, onnxruntime.__version__, row.name, row.variant]
+    parts.append(repr(preset))
     if row.weights is not None:
         parts.append(hashlib.sha256(row.weights.read_bytes()).hexdigest())
     parts += {
@@ -276,7 +283,7 @@ def measure(
     # the machine, not its momentary load, decides whether a cached latency still holds
     machine = re.sub(r", load average [^,]*", "", machine_line())
     cache: dict[str, Any] = {}
-    if args.cache.is_file() and not args.refresh:
+    if args.cache.is_file():
         cache = json.loads(args.cache.read_text(encoding="utf-8"))
     rows = registered_rows()
     chosen = rows if args.rows is None else [tuple(r.split(":", 1)) for r in args.rows]
@@ -289,6 +296,8 @@ def measure(
     columns = QUICK_COLUMNS if args.quick else ALL_COLUMNS
     for name, variant in chosen:
         row = Row(name, variant, args)
+        if args.refresh:  # re-measure the chosen rows; other rows keep their cells
+            cache.pop(f"{name}:{variant}", None)
         cells = cache.setdefault(f"{name}:{variant}", {})
         for column in columns:
             key = fingerprint(row, column, machine)
