@@ -8,7 +8,7 @@ chosen are listed in docs/TRAINING.md ("Losses").
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from hmrt.runtime.errors import InputError
 
@@ -66,8 +66,34 @@ DEFAULT_NORMS: dict[str, str] = {
 }
 
 
+_C = TypeVar("_C", bound="DictConfig")
+
+
+class DictConfig:
+    """``to_dict``/``from_dict`` of every loss config dataclass: YAML and checkpoints store the
+    plain dict, and an unknown key is an error that names the config (``LABEL``)."""
+
+    LABEL: ClassVar[str] = "loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form for YAML and checkpoints."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any] | None) -> _C:
+        """Build from a (partial) dict; missing entries keep their defaults."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        bad = sorted(set(data) - known)
+        if bad:
+            raise InputError(
+                f"unknown key(s) {bad} in the {cls.LABEL} config; known: {sorted(known)}"
+            )
+        return cls(**data)
+
+
 @dataclass
-class LossConfig:
+class LossConfig(DictConfig):
     """Weights (and norms) of every loss term; unknown names are rejected, not ignored."""
 
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -103,17 +129,3 @@ class LossConfig:
             merged_n[name] = value
         self.weights = merged_w
         self.norms = merged_n
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for YAML and checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> LossConfig:
-        """Build from a (partial) dict; missing entries keep their defaults."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise InputError(f"unknown key(s) {bad} in the loss config; known: {sorted(known)}")
-        return cls(**data)

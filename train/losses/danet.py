@@ -144,18 +144,10 @@ class DanetCriterion(nn.Module):
 
     def _gt_vertices(self, batch: dict, cache: dict) -> Tensor | None:
         """Root-relative ground-truth vertices, from the batch or the body layer (cached per call)."""
-        if "vertices" in cache:
-            return cache["vertices"]
-        verts = self._b(batch, "vertices")
-        if verts is None and self.body is not None:
-            rot, betas = self._b(batch, "rotmats"), self._b(batch, "betas")
-            if rot is not None and betas is not None:
-                with torch.no_grad():
-                    out = self.body(rot.float(), betas.float())
-                    v, j = (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
-                    verts = v - j[:, :1]
-        cache["vertices"] = verts
-        return verts
+        b = self._b
+        return smpl.gt_vertices(
+            self.body, b(batch, "vertices"), b(batch, "rotmats"), b(batch, "betas"), cache
+        )
 
     # -- intermediate terms ------------------------------------------------------------------
     def _iuv_index(self, pred, batch, cache):

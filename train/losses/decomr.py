@@ -41,8 +41,8 @@ CNet alone). Where hmrt deviates from the official code, and why: docs/models/de
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from hmrt.runtime.errors import InputError
 from hmrt.train.losses import keypoints
-from hmrt.train.losses.config import NORMS
+from hmrt.train.losses.config import NORMS, DictConfig
 from hmrt.train.losses.iuv import _resize_labels, _resize_values
 from hmrt.train.losses.reduce import pointwise, sample_mask, weighted_mean, weighted_total
 
@@ -94,12 +94,14 @@ DP_PART_GROUP = ["torso"] * 3 + ["extremities"] * 4 + ["limbs"] * 16 + ["head"] 
 
 
 @dataclass
-class DecoMRLossConfig:
+class DecoMRLossConfig(DictConfig):
     """Weights (0 switches a term off) and norms of DecoMR's terms; unknown names are errors.
 
     ``part_weights`` overrides the 1 : 2 : 5 : 25 location-map weights per group (``torso``,
     ``head``, ``limbs``, ``extremities``). ``mask_eps`` clamps the probability in the BCE.
     """
+
+    LABEL: ClassVar[str] = "decomr loss"
 
     weights: dict[str, float] = field(default_factory=lambda: dict(DECOMR_WEIGHTS))
     norms: dict[str, str] = field(default_factory=lambda: dict(DECOMR_NORMS))
@@ -115,22 +117,6 @@ class DecoMRLossConfig:
         for name, value in self.norms.items():
             if value not in NORMS:
                 raise InputError(f"loss.norms.{name} = '{value}': use one of {', '.join(NORMS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for YAML and checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> DecoMRLossConfig:
-        """Build from a (partial) dict; missing entries keep their defaults."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise InputError(
-                f"unknown key(s) {bad} in the decomr loss config; known: {sorted(known)}"
-            )
-        return cls(**data)
 
 
 def _merge(defaults: dict, given: dict, where: str, kind) -> dict:

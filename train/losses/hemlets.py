@@ -48,8 +48,8 @@ Targets are made on the batch by :mod:`hmrt.train.losses.hemlets_targets` (conve
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from hmrt.runtime.errors import InputError
 from hmrt.train.losses import hemlets_targets as T
 from hmrt.train.losses import keypoints, smpl
+from hmrt.train.losses.config import DictConfig
 from hmrt.train.losses.reduce import sample_mask, sample_sum_mean, weighted_total
 
 HEMLETS_WEIGHTS: dict[str, float] = {
@@ -81,10 +82,12 @@ ROTMAT_SOURCES = ("raw", "projected")
 
 
 @dataclass
-class HemletsLossConfig:
+class HemletsLossConfig(DictConfig):
     """Weights (0 switches a term off) and target settings of HEMlets' loss; unknown names are
     errors. ``alpha`` multiplies ``hem`` and ``heatmap2d`` (Eq. 8); ``heatmap_sigma`` is the
     Gaussian std in map pixels; ``eps_ratio`` the adaptive T^0 band ``eps_k = ratio |B_k|``."""
+
+    LABEL: ClassVar[str] = "hemlets loss"
 
     weights: dict[str, float] = field(default_factory=lambda: dict(HEMLETS_WEIGHTS))
     alpha: float = 0.05
@@ -109,22 +112,6 @@ class HemletsLossConfig:
             )
         if self.heatmap_sigma <= 0:
             raise InputError(f"loss.heatmap_sigma must be > 0, got {self.heatmap_sigma}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for YAML and checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> HemletsLossConfig:
-        """Build from a (partial) dict; missing entries keep their defaults."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise InputError(
-                f"unknown key(s) {bad} in the hemlets loss config; known: {sorted(known)}"
-            )
-        return cls(**data)
 
 
 class HemletsCriterion(nn.Module):
@@ -209,18 +196,9 @@ class HemletsCriterion(nn.Module):
 
     def _gt_vertices(self, batch: dict, cache: dict) -> Tensor | None:
         """Ground-truth vertices relative to the body layer's root joint (cached per call)."""
-        if "vertices" in cache:
-            return cache["vertices"]
-        verts = batch.get("vertices")
-        if verts is None and self.body is not None:
-            rot, betas = batch.get("rotmats"), batch.get("betas")
-            if rot is not None and betas is not None:
-                with torch.no_grad():
-                    out = self.body(rot.float(), betas.float())
-                    v, j = (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
-                    verts = v - j[:, :1]
-        cache["vertices"] = verts
-        return verts
+        return smpl.gt_vertices(
+            self.body, batch.get("vertices"), batch.get("rotmats"), batch.get("betas"), cache
+        )
 
     # -- the paper's terms -----------------------------------------------------------------
     def _hem(self, pred, batch, cache):

@@ -57,15 +57,16 @@ step. ``pretrain`` is accepted and ignored: HKMR trains end to end from the firs
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from hmrt.runtime.errors import InputError
 from hmrt.train.losses import smpl
+from hmrt.train.losses.config import DictConfig
 from hmrt.train.losses.reduce import combine_masks, sample_mask, sample_sum_mean, weighted_total
 from hmrt.train.rotations import matrix_to_axis_angle
 
@@ -85,13 +86,15 @@ BUNDLED_PRIOR = "weights/pose_prior.pt"
 
 
 @dataclass
-class HkmrLossConfig:
+class HkmrLossConfig(DictConfig):
     """Weights (0 switches a term off) and settings of HKMR's loss; unknown names are errors.
 
     ``prior``: the pose-prior file (``hmrt train-prior``'s ``pose_prior.pt``; empty: the
     bundled ``assets/weights/pose_prior.pt``), read only when ``kl`` is on. ``pose_form``:
     ``axis_angle`` (the paper) or ``rotmat`` (SPIN). ``cam_scale_k``: k of ``exp(-k s)^2``.
     """
+
+    LABEL: ClassVar[str] = "hkmr loss"
 
     weights: dict[str, float] = field(default_factory=lambda: dict(HKMR_WEIGHTS))
     prior: str = ""
@@ -112,22 +115,6 @@ class HkmrLossConfig:
                 f"loss.pose_form = '{self.pose_form}': use one of {', '.join(POSE_FORMS)}"
             )
         self.prior = str(self.prior or "")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form for YAML and checkpoints."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> HkmrLossConfig:
-        """Build from a (partial) dict; missing entries keep their defaults."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise InputError(
-                f"unknown key(s) {bad} in the hkmr loss config; known: {sorted(known)}"
-            )
-        return cls(**data)
 
     def prior_path(self) -> Path:
         """The prior file to load: ``prior`` or the bundled one; :class:`InputError` with the
@@ -246,18 +233,9 @@ class HkmrCriterion(nn.Module):
     # -- ground truth ----------------------------------------------------------------------
     def _gt_vertices(self, batch: dict, cache: dict) -> Tensor | None:
         """Ground-truth vertices relative to the body layer's root joint (cached per call)."""
-        if "vertices" in cache:
-            return cache["vertices"]
-        verts = batch.get("vertices")
-        if verts is None and self.body is not None:
-            rot, betas = batch.get("rotmats"), batch.get("betas")
-            if rot is not None and betas is not None:
-                with torch.no_grad():
-                    out = self.body(rot.float(), betas.float())
-                    v, j = (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
-                    verts = v - j[:, :1]
-        cache["vertices"] = verts
-        return verts
+        return smpl.gt_vertices(
+            self.body, batch.get("vertices"), batch.get("rotmats"), batch.get("betas"), cache
+        )
 
     # -- the paper's terms -----------------------------------------------------------------
     def _pose(self, pred, batch, cache):

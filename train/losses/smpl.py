@@ -45,3 +45,23 @@ def vertex_loss(
 def cam_scale_loss(cam: torch.Tensor, k: float = 10.0) -> torch.Tensor:
     """SPIN's camera term ``mean(exp(-k s)^2)``: pushes the weak-perspective scale to be positive."""
     return torch.exp(-k * cam[:, 0].float()).square().mean()
+
+
+def gt_vertices(
+    body: torch.nn.Module | None,
+    vertices: torch.Tensor | None,
+    rotmats: torch.Tensor | None,
+    betas: torch.Tensor | None,
+    cache: dict,
+) -> torch.Tensor | None:
+    """Root-relative ground-truth vertices: the batch's, else the body layer's on the labels'
+    ``rotmats``/``betas`` (no gradient); cached in ``cache["vertices"]`` for one loss call."""
+    if "vertices" in cache:
+        return cache["vertices"]
+    if vertices is None and body is not None and rotmats is not None and betas is not None:
+        with torch.no_grad():
+            out = body(rotmats.float(), betas.float())
+            v, j = (out["vertices"], out["joints"]) if isinstance(out, dict) else out[:2]
+            vertices = v - j[:, :1]
+    cache["vertices"] = vertices
+    return vertices
