@@ -458,7 +458,8 @@ class Reconstructor:
             pose_joints=raw["pose_joints"],
             pose_joint_set=self.info.pose_joint_set if raw["pose_joints"] is not None else "",
             pose_joint_names=self.info.pose_joint_names if raw["pose_joints"] is not None else (),
-            confidence=float(confidence),
+            # no person: the crop follows nobody, so the tracker's geometry is no confidence
+            confidence=float(confidence) if found else min(float(confidence), float(score)),
             person_found=bool(found),
             person_score=float(score),
             roi_source=decision.source,

@@ -50,7 +50,8 @@ class Result:
         pose_joint_names: the names of the ``pose_joints`` joints, in order (from the model's
             metadata; empty without them).
         confidence: tracker confidence in [0, 1] that the crop still follows one person
-            (geometry of the predicted joints: inside the crop, plausible size, no jump).
+            (geometry of the predicted joints: inside the crop, plausible size, no jump); never
+            above ``person_score`` when no person is found (0 on an empty or black frame).
         person_found: whether a person is in the crop, from evidence: a detector's score on
             this frame or the last verified one, the tracker's geometry, the crop lying in the
             image and a plausible depth. False: nothing is drawn and the arrays are not a

@@ -39,7 +39,7 @@ def test_empty_black_and_white_frames_claim_no_person(model):
     rec = Reconstructor(model, backend="onnxruntime-cpu", detector=det)
     for value in (0, 255, 20):
         res = rec(np.full((H, W, 3), value, np.uint8))
-        assert not res.person_found and res.person_score == 0.0
+        assert not res.person_found and res.person_score == 0.0 and res.confidence == 0.0
         # The toy detector calls the white frame one big blob: the blank crop still says no.
         assert res.roi_source == ("detector" if value == 255 else "none")
     found = rec(blob_frame(W, H, (300, 250), (50, 150)))
