@@ -60,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep the parameters under this module prefix fixed, BatchNorm in eval mode "
         "(repeatable; e.g. img2iuv trains only DaNet's stage 2)",
     )
+    p.add_argument(
+        "--stage",
+        choices=("dmp", "ik", "uvi", "all"),
+        help="bobw: the training stage (the paper trains DMP, IK and UVI in turn; all chains "
+        "them in RUN_DIR/dmp, ik, uvi)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -85,6 +91,7 @@ FLAG_TO_KEY = {
     "pretrain_iuv_steps": "pretrain_iuv_steps",
     "init": "init",
     "freeze": "freeze",
+    "stage": "stage",
 }
 
 
@@ -136,7 +143,22 @@ def check_run_dir(out: str, resume: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build everything from the config and train; prints the final validation table."""
+    from hmrt.train.config import STAGED_MODELS
+
     check_run_dir(args.out, args.resume)
+    cfg = assemble_config(args)
+    if cfg.model in STAGED_MODELS:
+        from hmrt.train.bobw.stages import run_staged
+
+        return run_staged(cfg, args)
+    fit(cfg, args.out, args)
+    return 0
+
+
+def fit(cfg, out: str, args: argparse.Namespace, prepare=None) -> dict:
+    """One training run of ``cfg`` in ``out``; ``prepare(model)`` (optional) adjusts the built
+    model before the criterion and the trainer are made (a stage's settings). Returns the final
+    validation metrics."""
     import torch
 
     from hmrt.train import distributed as D
@@ -145,13 +167,13 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.train.sources import describe, eval_dataset, train_sources
     from hmrt.train.trainer import Trainer, resolve_device
 
-    cfg = assemble_config(args)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     want_cuda = cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()
     )
     dist = D.init_from_env("cuda" if want_cuda else "cpu")
+    metrics: dict = {}
     try:
         resolve_device(cfg.device, dist)  # fail early with a clear message
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -160,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
             from hmrt.train.checkpoint import load_weights_into
 
             load_weights_into(model, cfg.init)
+        if prepare is not None:
+            prepare(model)
         criterion = build_criterion(model, cfg.loss)
         sources = train_sources(cfg, model, args.img_root)
         val = None
@@ -168,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         body = criterion.body
         trainer = Trainer(
             cfg,
-            args.out,
+            out,
             model,
             criterion,
             sources,
@@ -180,11 +204,12 @@ def run(args: argparse.Namespace) -> int:
         )
         if dist.is_main:
             counts = sum(p.numel() for p in model.parameters())
+            stage = f" stage {cfg.stage}" if cfg.stage else ""
             print(
-                f"hmrt train: {cfg.model}/{cfg.variant} ({counts / 1e6:.2f} M params) on "
+                f"hmrt train: {cfg.model}/{cfg.variant}{stage} ({counts / 1e6:.2f} M params) on "
                 f"{trainer.device}, {dist.world} process(es), amp={trainer.amp}; data: "
                 f"{describe(sources)}; {trainer.total_steps} steps of {cfg.batch_size} x "
-                f"{dist.world}; from step {trainer.step}; run dir {args.out}",
+                f"{dist.world}; from step {trainer.step}; run dir {out}",
                 file=sys.stderr,
             )
         metrics = trainer.fit()
@@ -200,11 +225,11 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     "final "
                     + ", ".join(f"{k}={metrics[k]:.1f}" for k in keys if k in metrics)
-                    + f" mm; best {cfg.best_metric}={trainer.best:.1f} mm -> {args.out}/best.pt"
+                    + f" mm; best {cfg.best_metric}={trainer.best:.1f} mm -> {out}/best.pt"
                 )
     finally:
         D.cleanup(dist)
-    return 0
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:

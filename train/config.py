@@ -41,6 +41,10 @@ class OptimConfig:
         self.milestones = [float(m) for m in self.milestones]
 
 
+STAGED_MODELS: dict[str, tuple[str, ...]] = {"bobw": ("dmp", "ik", "uvi", "all")}
+"""Models whose training is a sequence of stages (``TrainConfig.stage``)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on besides the code."""
@@ -65,6 +69,12 @@ class TrainConfig:
     pretrain_iuv_steps: int = 0  # DaNet's IUV-only phase (official: 5000 steps)
     init: str = ""  # checkpoint whose weights start the run (a new stage; optimiser starts fresh)
     freeze: list[str] = field(default_factory=list)  # module-name prefixes kept fixed (eval mode)
+    # Models trained in stages (bobw: dmp | ik | uvi | all; "" = all): which one this run is,
+    # the steps of each stage when "all" chains them, and the IK stage's settings
+    # (hmrt.train.bobw.ik_fit.IKStageConfig fields).
+    stage: str = ""
+    stage_steps: dict[str, int] = field(default_factory=dict)
+    ik: dict[str, Any] = field(default_factory=dict)
     ckpt_every: int = 500
     eval_every: int = 0  # steps between evaluations; 0: once per epoch
     log_every: int = 20
@@ -86,6 +96,17 @@ class TrainConfig:
             self.freeze = [self.freeze]
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        staged = STAGED_MODELS.get(self.model)
+        if self.stage and staged is None:
+            raise InputError(
+                f"stage = '{self.stage}': {self.model} trains in one stage (staged models: "
+                f"{', '.join(STAGED_MODELS)})"
+            )
+        if staged is not None and self.stage and self.stage not in staged:
+            raise InputError(f"stage = '{self.stage}': {self.model} has {', '.join(staged)}")
+        unknown = sorted(set(self.stage_steps) - set(staged or ()))
+        if unknown:
+            raise InputError(f"stage_steps: unknown stage(s) {', '.join(unknown)}")
         cls = loss_config_class(self.model)
         if self.loss is None or isinstance(self.loss, dict):
             self.loss = cls.from_dict(self.loss)

@@ -3,7 +3,8 @@
 :func:`build_criterion` picks the criterion of a built model by its registry name and
 :func:`loss_config_class` the matching loss-config dataclass (``TrainConfig.loss``): DaNet's
 :class:`LossConfig` (also the default for models without their own, e.g. test toys),
-:class:`DecoMRLossConfig`, :class:`HemletsLossConfig` or :class:`HkmrLossConfig`.
+:class:`DecoMRLossConfig`, :class:`HemletsLossConfig`, :class:`HkmrLossConfig` or
+:class:`BoBWLossConfig`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from hmrt.train.losses.bobw import BOBW_WEIGHTS, BoBWCriterion, BoBWLossConfig
 from hmrt.train.losses.config import DEFAULT_NORMS, DEFAULT_WEIGHTS, PRETRAIN_TERMS, LossConfig
 from hmrt.train.losses.danet import BATCH_KEYS, PRED_KEYS, DanetCriterion
 from hmrt.train.losses.decomr import DECOMR_WEIGHTS, DecoMRCriterion, DecoMRLossConfig
@@ -19,6 +21,7 @@ from hmrt.train.losses.hemlets import HEMLETS_WEIGHTS, HemletsCriterion, Hemlets
 from hmrt.train.losses.hkmr import HKMR_WEIGHTS, HkmrCriterion, HkmrLossConfig
 
 LOSS_CONFIGS: dict[str, type] = {
+    "bobw": BoBWLossConfig,
     "decomr": DecoMRLossConfig,
     "hemlets": HemletsLossConfig,
     "hkmr": HkmrLossConfig,
@@ -44,6 +47,8 @@ def build_criterion(model: nn.Module, config: Any = None) -> nn.Module:
         config = cls.from_dict(config)
     if not isinstance(config, cls):
         raise TypeError(f"{name or type(model).__name__}: loss config must be {cls.__name__}")
+    if name == "bobw":
+        return BoBWCriterion.for_model(model, config)
     if name == "decomr":
         return DecoMRCriterion.for_model(model, config)
     if name == "hemlets":
@@ -55,6 +60,7 @@ def build_criterion(model: nn.Module, config: Any = None) -> nn.Module:
 
 __all__ = [
     "BATCH_KEYS",
+    "BOBW_WEIGHTS",
     "DECOMR_WEIGHTS",
     "DEFAULT_NORMS",
     "DEFAULT_WEIGHTS",
@@ -62,6 +68,8 @@ __all__ = [
     "HKMR_WEIGHTS",
     "PRED_KEYS",
     "PRETRAIN_TERMS",
+    "BoBWCriterion",
+    "BoBWLossConfig",
     "DanetCriterion",
     "DecoMRCriterion",
     "DecoMRLossConfig",

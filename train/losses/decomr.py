@@ -135,22 +135,13 @@ def location_map_table(body, uv_size: int) -> tuple[np.ndarray, np.ndarray, np.n
     From the body's continuous chart (``cont_vt``/``cont_ft``) rasterised by
     :func:`hmrt.runtime.render.uv_raster`: ``sum_k bary[:, k] * V[index[:, k]]`` is exactly
     :func:`hmrt.runtime.render.location_map` of the vertices ``V``, as a gather that runs on the
-    training device in the loss.
+    training device in the loss. Built by
+    :func:`hmrt.train.models.layers.mesh_to_uv.mesh_to_uv_table` (shared with BoBW's layers).
     """
-    from hmrt.runtime.render import uv_raster
+    from hmrt.train.models.layers.mesh_to_uv import mesh_to_uv_table
 
-    raster = uv_raster(body.cont_vt, body.cont_ft, uv_size)
-    fid = np.asarray(raster.face_id).reshape(-1)
-    on = fid >= 0
-    faces = np.asarray(body.faces, dtype=np.int64)
-    index = np.zeros((fid.size, 3), dtype=np.int64)
-    index[on] = faces[fid[on]]
-    bary = np.zeros((fid.size, 3), dtype=np.float32)
-    bary[on] = np.asarray(raster.bary, dtype=np.float32).reshape(-1, 3)[on]
-    part = np.zeros(fid.size, dtype=np.int64)
-    if body.dp_I is not None:
-        part[on] = np.asarray(body.dp_I, dtype=np.int64)[fid[on]]
-    return index, bary, part
+    table = mesh_to_uv_table(body, uv_size)  # cached, read-only: hand out writable copies
+    return table.index.copy(), table.bary.copy(), table.part.copy()
 
 
 def uv_weight_map(

@@ -5,6 +5,7 @@ factory and :mod:`hmrt.train.models.base` for the output contract every model fo
 """
 
 from hmrt.train.models import (
+    bobw,  # noqa: F401  (registers "bobw")
     danet,  # noqa: F401  (registers "danet")
     decomr,  # noqa: F401  (registers "decomr")
     hemlets,  # noqa: F401  (registers "hemlets")

@@ -77,59 +77,17 @@ class LNet(nn.Module):
             config.mask_threshold,
             official=config.uv_convention == "official",
         )
-        # official: fc_head (global feature, broadcast over the UV grid)
-        self.fc_head = nn.Sequential(
-            nn.Linear(code, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, config.global_channels),
-        )
-        # official: camera (weak perspective s, tx, ty; no output activation)
-        self.camera = nn.Sequential(
-            nn.Linear(code, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, hidden // 2),
-            nn.BatchNorm1d(hidden // 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(hidden // 2, 3),
-        )
-        with torch.no_grad():
-            self.camera[6].bias.copy_(torch.tensor(config.mean_cam))
+        self.fc_head = global_head(code, hidden, config.global_channels)  # official: fc_head
+        self.camera = camera_head(code, hidden, config.mean_cam)  # official: camera
         ref = torch.as_tensor(np.asarray(ref_map, dtype=np.float32)).reshape(
             1, 3, *ref_map.shape[-2:]
         )
         self.register_buffer("ref_map", ref, persistent=False)
-        # official: uv_conv1 (1x1 convs on [warped C+3, global, reference 3])
+        # official: uv_conv1 (1x1 convs on [warped C+3, global, reference 3]), hg, uv_conv2,
+        # decoder, uv_end
         cin = width + 3 + config.global_channels + 3
-        self.uv_conv1 = nn.Sequential(
-            nn.Conv2d(cin, 2 * width, kernel_size=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(2 * width, 2 * width, kernel_size=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(2 * width, width, kernel_size=1),
-        )
-        # official: hg
-        self.hg = HgNet(width, config.hg_levels, config.norm, config.hg_max_channels)
-        # official channel rule: cur = min(8, 2**(warp_lv - uv_lv)), halving per decoder stage
-        n_up, base = config.uv_upsamples, config.uv_channels
-        prev = min(8, 2**n_up)
-        self.uv_conv2 = ConvBottleNeck(width, base * prev, config.norm)  # official: uv_conv2
-        stages = []
-        for k in range(n_up):
-            cur = min(prev, 2 ** (n_up - 1 - k))
-            stages.append(
-                nn.Sequential(
-                    nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
-                    ConvBottleNeck(base * prev, base * cur, config.norm),
-                )
-            )
-            prev = cur
-        self.decoder = nn.Sequential(*stages)  # official: decoder
-        # official: uv_end
-        self.uv_end = nn.Sequential(
-            ConvBottleNeck(base * prev, 32, config.norm), nn.Conv2d(32, 3, kernel_size=1)
-        )
+        layers = uv_decoder_layers(config, cin, width, out_channels=3)
+        self.uv_conv1, self.hg, self.uv_conv2, self.decoder, self.uv_end = layers
 
     def forward(self, iuv: Tensor, dp_feature: Tensor, codes: Tensor) -> tuple[Tensor, ...]:
         n, s = codes.shape[0], self.warp_res
@@ -140,3 +98,65 @@ class LNet(nn.Module):
         x = self.uv_conv2(self.hg(x))
         loc_map = self.uv_end(self.decoder(x))
         return loc_map, self.camera(codes), warped
+
+
+def global_head(code: int, hidden: int, channels: int) -> nn.Sequential:
+    """Official ``fc_head``: the pooled backbone code -> the global feature broadcast over UV."""
+    return nn.Sequential(
+        nn.Linear(code, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, channels),
+    )
+
+
+def camera_head(code: int, hidden: int, mean_cam: tuple[float, float, float]) -> nn.Sequential:
+    """Official ``camera``: weak perspective ``(s, tx, ty)``, no output activation; the last bias
+    starts at ``mean_cam`` (hmrt choice) so an untrained model projects into the crop."""
+    head = nn.Sequential(
+        nn.Linear(code, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden // 2),
+        nn.BatchNorm1d(hidden // 2),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Linear(hidden // 2, 3),
+    )
+    with torch.no_grad():
+        head[6].bias.copy_(torch.tensor(mean_cam))
+    return head
+
+
+def uv_decoder_layers(
+    config: DecoMRConfig, cin: int, width: int, out_channels: int
+) -> tuple[nn.Module, ...]:
+    """The official ``UVNet`` trunk after the transfer, as ``(uv_conv1, hg, uv_conv2, decoder,
+    uv_end)``: 1x1 convs ``cin -> 2w -> 2w -> w``, the hourglass, and an upsampling decoder from
+    ``warp_res`` to ``uv_res`` ending in ``out_channels`` maps (DecoMR: 3, the location map;
+    BoBW's UVI: 9, the location, joint and displacement maps)."""
+    uv_conv1 = nn.Sequential(
+        nn.Conv2d(cin, 2 * width, kernel_size=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(2 * width, 2 * width, kernel_size=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(2 * width, width, kernel_size=1),
+    )
+    hg = HgNet(width, config.hg_levels, config.norm, config.hg_max_channels)
+    # official channel rule: cur = min(8, 2**(warp_lv - uv_lv)), halving per decoder stage
+    n_up, base = config.uv_upsamples, config.uv_channels
+    prev = min(8, 2**n_up)
+    uv_conv2 = ConvBottleNeck(width, base * prev, config.norm)
+    stages = []
+    for k in range(n_up):
+        cur = min(prev, 2 ** (n_up - 1 - k))
+        stages.append(
+            nn.Sequential(
+                nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
+                ConvBottleNeck(base * prev, base * cur, config.norm),
+            )
+        )
+        prev = cur
+    uv_end = nn.Sequential(
+        ConvBottleNeck(base * prev, 32, config.norm), nn.Conv2d(32, out_channels, kernel_size=1)
+    )
+    return uv_conv1, hg, uv_conv2, nn.Sequential(*stages), uv_end
