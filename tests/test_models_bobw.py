@@ -11,8 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from bobw_helpers import stressed
 
 from hmrt.train.models import build
+
+NEAR_TIE = 2e-4
+"""Texels: a foreground pixel this close to a texel boundary may splat differently in ORT."""
 
 EVAL_KEYS = {"vertices", "joints3d", "joints2d", "cam", "rotmats", "betas", "pose_joints"}
 
@@ -152,7 +156,10 @@ def test_paper_size():
     counts = {n: sum(p.numel() for p in m.parameters()) for n, m in model.named_children()}
     # DMP = DecoMR's DPNet without the unused fc (33.51 M - 2.05 M) + three dense heads
     assert 31.0e6 < counts["dmp"] < 32.5e6, counts
-    assert 0.2e6 < counts["ik"] < 2.5e6, counts
+    # inpaint 287,530 (Martinez, 2 stages of 256) + GIK-Net 4,336,722 (1024 wide)
+    assert counts["ik"] == 4_624_252, counts
+    # DecoMR's UVNet is 30.37 M with a 3-channel head (seed-bobw.md §1.5); BoBW's has 9 maps
+    assert abs(counts["uvi"] - 30.37e6) < 0.01 * 30.37e6, counts
 
 
 def _export(model, path, uv_scatter: str, trt: str):
@@ -163,12 +170,23 @@ def _export(model, path, uv_scatter: str, trt: str):
 
 
 @pytest.fixture(scope="module")
-def edge_onnx(edge, tmp_path_factory):
-    from hmrt.export.parity import torch_outputs, validation_crops
+def stressed_edge(edge):
+    """At random init the UVI's and GIK-Net's last layers are zero and the dense maps ~0 m, so
+    the mesh would not depend on the splat: parity is measured on a copy whose every stage
+    depends on the image (tests/bobw_helpers.py)."""
+    from hmrt.export.parity import validation_crops
 
-    result = _export(edge, tmp_path_factory.mktemp("bobw") / "bobw_edge.onnx", "add", "10")
     crops = validation_crops(16, tuple(edge.config.input_size))
-    return result, crops, torch_outputs(edge, crops.images, 4)
+    return stressed(edge, crops.images), crops
+
+
+@pytest.fixture(scope="module")
+def edge_onnx(stressed_edge, tmp_path_factory):
+    from hmrt.export.parity import torch_outputs
+
+    model, crops = stressed_edge
+    result = _export(model, tmp_path_factory.mktemp("bobw") / "bobw_edge.onnx", "add", "10")
+    return result, crops, torch_outputs(model, crops.images, 4)
 
 
 def _near_ties(model, images: np.ndarray) -> np.ndarray:
@@ -191,32 +209,39 @@ def _check_parity(model, result_path, crops, reference, batch):
     got = ort_outputs(result_path, crops.images, batch)
     err = np.abs(reference["vertices"] - got["vertices"]).max(axis=(1, 2))
     ties = _near_ties(model, crops.images)
-    # Every crop within 1e-4 m, except one whose splat has a pixel within 1e-5 texel (or of
-    # the mask threshold): a discrete decision that float32 noise may flip (docs/models/bobw.md).
-    bad = (err > 1e-4) & ~(ties < 1e-5)
-    assert not bad.any(), (crops.source, err, ties)
-    assert np.abs(reference["rotmats"] - got["rotmats"]).max() <= 1e-4
-    return err
+    # Every crop within 1e-4 m, except where the splat has a pixel within NEAR_TIE texel of a
+    # texel boundary (or of the mask threshold): ORT's and torch's UV differ by ~1e-6, i.e. up
+    # to ~6e-5 texel at 64, so such a pixel may land in the neighbouring texel in one of them
+    # (a discrete decision; docs/models/bobw.md). At most 2 of 16 crops may be excused.
+    excused = (err > 1e-4) & (ties < NEAR_TIE)
+    assert not ((err > 1e-4) & ~excused).any(), (crops.source, err, ties)
+    assert excused.sum() <= 2, (err, ties)
+    for key in ("rotmats", "betas", "cam"):
+        diff = np.abs(reference[key] - got[key]).max(axis=tuple(range(1, reference[key].ndim)))
+        assert (diff[~excused] <= 1e-4).all(), (key, diff)
+    return err[~excused]
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_edge_export_ort_parity(edge, edge_onnx, batch_size):
+def test_edge_export_ort_parity(stressed_edge, edge_onnx, batch_size):
+    model, _ = stressed_edge
     result, crops, reference = edge_onnx
+    assert float(np.ptp(reference["vertices"], axis=0).max()) > 0.1  # the mesh follows the image
     assert result.outputs == [
         "vertices", "joints3d", "joints2d", "cam", "rotmats", "betas", "pose_joints"
     ]  # fmt: skip
     assert result.metadata["hmrt.pose_joints"] == "lsp14"
-    err = _check_parity(edge, result.path, crops, reference, batch_size)
-    assert np.median(err) <= 1e-4
+    err = _check_parity(model, result.path, crops, reference, batch_size)
+    assert np.median(err) <= 1e-5
 
 
 @pytest.mark.slow
-def test_edge_export_matmul_scatter_parity(edge, tmp_path):
-    from hmrt.export.parity import torch_outputs, validation_crops
+def test_edge_export_matmul_scatter_parity(stressed_edge, tmp_path):
+    from hmrt.export.parity import torch_outputs
 
-    result = _export(edge, tmp_path / "bobw_edge_matmul.onnx", "matmul", "8.6")
-    crops = validation_crops(16, tuple(edge.config.input_size))
-    _check_parity(edge, result.path, crops, torch_outputs(edge, crops.images, 4), 4)
+    model, crops = stressed_edge
+    result = _export(model, tmp_path / "bobw_edge_matmul.onnx", "matmul", "8.6")
+    _check_parity(model, result.path, crops, torch_outputs(model, crops.images, 4), 4)
 
 
 def test_reconstructor_runs_the_exported_edge_model(edge_onnx):

@@ -62,6 +62,23 @@ def test_three_stages_then_eval_and_export(tmp_path):
     # a finished stage's directory is not overwritten
     proc = _hmrt("train", "--config", str(config), "--stage", "ik", "--out", str(run / "ik"))
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    # the UVI stage from separately trained DMP and IK runs: both stay frozen, bit for bit
+    proc = _hmrt(
+        "train", "--config", str(config), "--stage", "uvi", "--steps", "1",
+        "--init", str(run / "dmp" / "last.pt"), "--init-module", f"ik={run / 'ik' / 'last.pt'}",
+        "--out", str(run / "uvi2"), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    def weights(path, prefix):
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        return {k: v for k, v in state.items() if k.startswith(prefix)}
+
+    after = weights(run / "uvi2" / "last.pt", "")
+    for prefix, source in (("ik.", run / "ik" / "last.pt"), ("dmp.", run / "dmp" / "last.pt")):
+        want = weights(source, prefix)
+        assert want and all(torch.equal(after[k], v) for k, v in want.items()), prefix
     proc = _hmrt("eval", "--checkpoint", str(run / "uvi" / "best.pt"), "--samples", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     onnx_path = tmp_path / "bobw.onnx"

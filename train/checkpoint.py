@@ -197,6 +197,41 @@ def load_weights_into(model: nn.Module, path: str | Path) -> None:
     _load_state(model, ckpt, path, "this run uses", "pass the matching --body")
 
 
+def load_module_weights_into(model: nn.Module, prefix: str, path: str | Path) -> int:
+    """Copy only the weights under ``prefix.`` from a checkpoint of the same model config
+    (``--init-module``: e.g. BoBW's IK nets from an IK-stage run over a DMP-stage run's
+    weights). Returns the number of tensors copied; a prefix the model or the checkpoint lacks
+    raises :class:`InputError`."""
+    ckpt = read_checkpoint(path)
+    have = model_spec(model)["config"]
+    want = dict((ckpt.get("model") or {}).get("config") or {})
+    diff = sorted(k for k in set(have) | set(want) if _plain(have.get(k)) != _plain(want.get(k)))
+    if diff:
+        raise InputError(
+            f"{path}: built for a different model config (differs in {', '.join(diff)}); "
+            "--init-module needs a checkpoint of the same model"
+        )
+    want_hash, have_hash = ckpt.get("body_hash"), body_hash_of(model)
+    if want_hash and have_hash and want_hash != have_hash:
+        raise InputError(f"{path}: trained with body model {want_hash[:12]}, not this run's")
+    head = prefix.rstrip(".") + "."
+    own = model.state_dict()
+    picked = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(head)}
+    if not picked or not any(k.startswith(head) for k in own):
+        raise InputError(f"{path}: no weights under '{prefix}' (in the checkpoint or the model)")
+    missing = sorted(k for k in own if k.startswith(head) and k not in picked)
+    if missing:
+        raise InputError(f"{path}: lacks {len(missing)} tensors under '{prefix}' ({missing[0]})")
+    own.update(
+        {
+            k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in picked.items()
+        }
+    )
+    model.load_state_dict(own)
+    return len(picked)
+
+
 def _load_state(model: nn.Module, ckpt: dict[str, Any], path: str | Path, who: str, fix: str):
     """Load ``ckpt``'s weights as fp32 and refuse a body model other than the one trained with."""
     state = {

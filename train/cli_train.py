@@ -54,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start from this checkpoint's weights (a new training stage; fresh optimiser)",
     )
     p.add_argument(
+        "--init-module",
+        metavar="PREFIX=CKPT",
+        action="append",
+        help="after --init, take the weights under module PREFIX from CKPT (repeatable; e.g. "
+        "bobw's IK nets: ik=runs/bobw_edge/ik/last.pt)",
+    )
+    p.add_argument(
         "--freeze",
         metavar="PREFIX",
         action="append",
@@ -106,6 +113,18 @@ def flag_overrides(args: argparse.Namespace) -> dict:
         over["steps"] = 0
     if args.lr is not None:
         over["optim"] = {"lr": args.lr}
+    if getattr(args, "init_module", None):
+        from hmrt.runtime.errors import InputError
+
+        pairs = {}
+        for item in args.init_module:
+            prefix, sep, path = item.partition("=")
+            if not sep or not prefix or not path:
+                raise InputError(
+                    f"--init-module {item!r}: use PREFIX=CHECKPOINT, e.g. ik=run/last.pt"
+                )
+            pairs[prefix] = path
+        over["init_modules"] = pairs
     return over
 
 
@@ -182,6 +201,11 @@ def fit(cfg, out: str, args: argparse.Namespace, prepare=None) -> dict:
             from hmrt.train.checkpoint import load_weights_into
 
             load_weights_into(model, cfg.init)
+        if cfg.init_modules and not args.resume:
+            from hmrt.train.checkpoint import load_module_weights_into
+
+            for prefix, path in cfg.init_modules.items():
+                load_module_weights_into(model, prefix, path)
         if prepare is not None:
             prepare(model)
         criterion = build_criterion(model, cfg.loss)

@@ -69,6 +69,8 @@ class TrainConfig:
     pretrain_iuv_steps: int = 0  # DaNet's IUV-only phase (official: 5000 steps)
     init: str = ""  # checkpoint whose weights start the run (a new stage; optimiser starts fresh)
     freeze: list[str] = field(default_factory=list)  # module-name prefixes kept fixed (eval mode)
+    # module prefix -> checkpoint whose weights under that prefix replace init's (same model)
+    init_modules: dict[str, str] = field(default_factory=dict)
     # Models trained in stages (bobw: dmp | ik | uvi | all; "" = all): which one this run is,
     # the steps of each stage when "all" chains them, and the IK stage's settings
     # (hmrt.train.bobw.ik_fit.IKStageConfig fields).

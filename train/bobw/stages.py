@@ -48,7 +48,7 @@ def run_ik(cfg, out: Path, progress: bool = True) -> dict:
     import torch
 
     from hmrt.train.bobw.ik_fit import IKStageConfig, run_ik_stage
-    from hmrt.train.checkpoint import load_weights_into, save_checkpoint
+    from hmrt.train.checkpoint import load_module_weights_into, load_weights_into, save_checkpoint
     from hmrt.train.models.registry import build
 
     if (out / "last.pt").is_file():
@@ -64,6 +64,8 @@ def run_ik(cfg, out: Path, progress: bool = True) -> dict:
     model = build(cfg.model, cfg.variant, body=cfg.body or None, **cfg.model_overrides)
     if cfg.init:
         load_weights_into(model, cfg.init)
+    for prefix, path in cfg.init_modules.items():
+        load_module_weights_into(model, prefix, path)
     from hmrt.runtime.body.model import BodyModel
 
     root = BodyModel(model.body_path).J_regressor[0:1]
@@ -121,6 +123,8 @@ def run_staged(cfg, args: argparse.Namespace) -> int:
     for name in ("dmp", "ik", "uvi"):
         sub = out / name
         stage_cfg = _stage_config(cfg, name, init=init, steps=steps.get(name))
+        if name != "dmp":  # later stages start from the previous stage's weights only
+            stage_cfg.init_modules = {}
         if name == "ik":
             if "ik" in steps:
                 stage_cfg.ik = {**stage_cfg.ik, "steps": steps["ik"]}

@@ -9,10 +9,10 @@ from) and the clip with its ground truth (``assets/demo/``, made by ``tools/make
 Nothing is downloaded. Only when a packaged file is missing or stale (a checkout whose weights
 changed) does the demo fall back to exporting with ``hmrt.export`` (torch) or generating the clip
 with ``hmrt synth --video``, once, into ``~/.cache/hmrt``. ``--model`` and ``--clip`` replace
-either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr`` runs
-the bundled DecoMR-edge weights instead of DaNet-edge. It lives in
-:mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine; importing
-it loads neither torch nor hmrt.export.
+either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr`` or
+``--model bobw`` runs the bundled DecoMR-edge or BoBW-edge weights instead of DaNet-edge. It
+lives in :mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine;
+importing it loads neither torch nor hmrt.export.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from hmrt.runtime.cli_run import SMOOTH_CHOICES, add_model_arguments
 
 DEMO_MODEL = ("danet", "edge")
-BUNDLED_MODELS = ("danet", "decomr")
+BUNDLED_MODELS = ("danet", "decomr", "bobw")
 """Models whose ``edge`` weights ship in ``assets/weights``: ``hmrt demo --model NAME`` runs them."""
 ROI_MODES = {
     "every-frame": "the clip's ground-truth box on every frame (a stand-in for a person "
@@ -93,8 +93,8 @@ def bundled_onnx_path(model: tuple[str, str] = DEMO_MODEL) -> Path:
 
 
 def bundled_model(spec: str) -> tuple[str, str] | None:
-    """``(name, "edge")`` when ``--model`` names a bundled model (``decomr``, ``decomr_edge``),
-    else None (a path)."""
+    """``(name, "edge")`` when ``--model`` names a bundled model (``decomr``, ``decomr_edge``,
+    ``bobw``), else None (a path)."""
     name = spec.removesuffix("_edge")
     if name in BUNDLED_MODELS and not Path(spec).suffix:
         return (name, "edge")
@@ -126,7 +126,7 @@ def export_demo_model(weights: Path, out: Path) -> dict[str, str]:
 
     The one export behind both the packaged files (``tools/export_bundled_onnx.py``) and the
     cache fallback: fp32, dynamic batch, opset 17, RoI pooling as MatMuls (DaNet) and the UV
-    layers in their default forms (DecoMR: ScatterElements-add and the gather table), plus
+    layers in their default forms (DecoMR, BoBW: ScatterElements-add and the gather table), plus
     ``hmrt.weights_sha256`` (the checkpoint's sha256) so that a stale export is detectable.
     Needs the ``export`` extra (torch, onnx).
     """

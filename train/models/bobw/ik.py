@@ -17,7 +17,7 @@ scaled back by ``joint_std``. The statistics are persistent buffers (they travel
 (``hmrt.train.bobw.ik_data``); ``statistics_set`` records that this happened. A freshly built
 ``BoBWIK`` has neutral placeholders (mean 0, std 0.25 m) until then.
 
-Decisions (docs: report of the IK helper):
+Decisions (docs/models/bobw.md lists them with the others):
 
 * The inpaint output is a **residual on the mean-filled input**:
   ``J_refine = vis * J_initial + (1 - vis) * joint_mean + joint_std * MLP(...)`` with the MLP's
