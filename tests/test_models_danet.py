@@ -226,7 +226,7 @@ def test_config_roundtrip_rebuilds_the_same_model(edge):
 
 
 def test_registry_errors_name_the_fix():
-    with pytest.raises(InputError, match="known models: danet"):
+    with pytest.raises(InputError, match=r"known models: .*danet"):
         build("nope")
     with pytest.raises(InputError, match="no variant 'tiny'"):
         make_config("danet", "tiny")
