@@ -44,6 +44,19 @@ def test_stage_config_errors():
     assert cfg.loss.stage == "all"  # the stage runner sets the loss stage per stage
 
 
+def test_the_cpu_recipe_loads():
+    from pathlib import Path
+
+    from hmrt.train.bobw.ik_fit import IKStageConfig
+    from hmrt.train.config import TrainConfig, load_yaml
+
+    path = Path(__file__).resolve().parents[1] / "train" / "configs" / "bobw_edge_cpu.yaml"
+    cfg = TrainConfig.from_dict(load_yaml(path))
+    assert cfg.model == "bobw" and set(cfg.stage_steps) == {"dmp", "ik", "uvi"}
+    assert all(w == 1.0 for k, w in cfg.loss.weights.items() if k != "vertices")  # the paper's
+    assert IKStageConfig(**cfg.ik).drop_prob == 0.3
+
+
 def test_three_stages_then_eval_and_export(tmp_path):
     import onnx
 
