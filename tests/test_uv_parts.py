@@ -3,13 +3,10 @@ one part per texel, left/right symmetry, masked means without NaN, ONNX Runtime 
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-import onnx
 import pytest
 import torch
+from onnx_helpers import export_and_run
 
 from hmrt.export.audit import audit
 from hmrt.runtime.body.model import BodyModel
@@ -40,30 +37,6 @@ def regressor(body):
 @pytest.fixture(scope="module")
 def assign64(body, regressor):
     return uv_part_assignment(body, 64, regressor, LSP14_FLIP)
-
-
-def export_and_run(module: torch.nn.Module, inputs: tuple, batches=(1, 4)):
-    """Export like hmrt's exporter (TorchScript, opset 17, dynamic batch); run each batch size
-    in ONNX Runtime. Returns the graph and ``{batch: (onnx outputs, torch outputs)}``."""
-    names = [f"in{i}" for i in range(len(inputs))]
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(), inputs, buf, dynamo=False, opset_version=17, input_names=names,
-            dynamic_axes={k: {0: "batch"} for k in names}, do_constant_folding=True,
-        )  # fmt: skip
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    runs = {}
-    for n in batches:
-        feed = tuple(x[:1].repeat(n, *([1] * (x.ndim - 1))) if x.shape[0] < n else x[:n]
-                     for x in inputs)  # fmt: skip
-        got = session.run(None, {k: v.numpy() for k, v in zip(names, feed)})
-        with torch.no_grad():
-            want = module(*feed)
-        want = want if isinstance(want, tuple) else (want,)
-        runs[n] = (got, [w.numpy() for w in want])
-    return onnx.load_from_string(buf.getvalue()), runs
 
 
 def reference_part_average(uv_map, assign, valid):
@@ -184,7 +157,8 @@ def test_part_distribute_and_round_trip(body, assign64):
     # Any joints: equal to float32 rounding of the mean of identical values.
     joints = torch.randn(2, 14, 3, generator=gen)
     back, _ = average(distribute(joints), cover.expand(2, -1, -1, -1))
-    torch.testing.assert_close(back, joints, rtol=1e-6, atol=1e-6)
+    # float32 sums over a few hundred texels; their order depends on the thread count
+    torch.testing.assert_close(back, joints, rtol=1e-5, atol=1e-5)
 
 
 def _assert_runs_match(runs, atol):

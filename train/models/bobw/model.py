@@ -60,6 +60,7 @@ from torch import Tensor
 
 from hmrt.train.models.base import OUTPUT_NAMES, HmrModel, MeshHead, make_body_layer
 from hmrt.train.models.base import _drop_body_arrays as drop_body_arrays
+from hmrt.train.models.base import _project_weak as project_weak
 from hmrt.train.models.bobw.config import BoBWConfig
 from hmrt.train.models.bobw.dmp import DMP
 from hmrt.train.models.bobw.ik import BoBWIK
@@ -108,8 +109,7 @@ class PoseJointsHead(Fp32Module):
 
     def forward(self, joints: Tensor, root: Tensor, cam: Tensor) -> Tensor:
         joints = joints - root
-        xy = (cam[:, 0:1, None] * (joints[..., :2] + cam[:, None, 1:3]) + 1.0) * self.half_size
-        return torch.cat([xy, joints[..., 2:]], dim=-1)
+        return torch.cat([project_weak(joints, cam, self.half_size), joints[..., 2:]], dim=-1)
 
 
 @register_model(
