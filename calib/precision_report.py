@@ -145,7 +145,10 @@ class PrecisionReport:
     int8_kernels: dict[str, dict[str, int]]
     cpu_form_max_diff: float
     load: str
+    model: str = "danet"
+    variant: str = "edge"
     sensitivity: list[dict] = field(default_factory=list)
+    qat_sensitivity: list[dict] = field(default_factory=list)
     time_split: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def row(self, name: str) -> Row:
@@ -258,11 +261,15 @@ def pa_mpjpe_mm(joints: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(M.pa_mpjpe(pred - pred[:, :1], gt)))
 
 
+QAT_CACHE = "qat_ranges.json"
+"""File name, in the report's folder, of the QAT run's matched ranges (a minmax cache)."""
+
+
 def qat_graphs(qat_fp32: Path, opts: ReportOptions, folder: Path) -> tuple[dict, str]:
     """The QAT rows' graphs: ``{INT8_QAT: Q/DQ ModelProto, INT8_QAT_CPU: its ORT CPU form}``
     written from ``opts.qat_ranges`` onto ``qat_fp32`` (the FP32 export of the run's ``qat.pt``)
-    by the same writer as ``hmrt calibrate --qat-ranges``, and a line on how the ranges matched.
-    Empty when the report has no QAT run."""
+    by the same writer as ``hmrt calibrate --qat-ranges``, and a line on how the ranges matched;
+    the matched ranges stay in ``folder / QAT_CACHE``. Empty when the report has no QAT run."""
     if opts.qat_ranges is None:
         return {}, ""
     import onnx
@@ -279,6 +286,7 @@ def qat_graphs(qat_fp32: Path, opts: ReportOptions, folder: Path) -> tuple[dict,
         opts.qat_calib_n,
         body=opts.body,
         progress=opts.progress,
+        cache_out=folder / QAT_CACHE,
     )
     model = onnx.load(str(result.path))
     cpu_form, _ = uint8_activations(model)
@@ -420,6 +428,8 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
         report = PrecisionReport(
             rows=rows,
             options=opts,
+            model=source.name,
+            variant=source.variant,
             weights=_weights_text(source),
             final_weights=source.weights == "bundled",
             eval_set=f"synth-val[0:{len(items)}] (runtime preprocessing of the full frames)",
@@ -427,7 +437,7 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
                 f"{result.metadata['hmrt.int8_calib_data']}, {opts.method}, per-channel int8 "
                 f"weights, symmetric int8 activations; {len(result.quantized_nodes)} nodes read "
                 f"int8; float: FP32 islands ({len(result.plan.islands)} nodes) and heads "
-                f"{', '.join(_short(h) for h in result.plan.heads)}"
+                f"{_counted(_short(h) for h in result.plan.heads)}"
                 + (f"; float groups: {', '.join(opts.float_groups)}" if opts.float_groups else "")
                 + (f". {qat_text}" if qat_text else "")
             ),
@@ -443,6 +453,15 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
             report.sensitivity = group_sensitivity(
                 paths["fp32"], cache, items[: opts.sensitivity_n], opts, source.name
             )
+            if qat:  # the same table on the QAT weights and ranges (issue: "after QAT")
+                report.qat_sensitivity = group_sensitivity(
+                    paths["qat_fp32"],
+                    folder / QAT_CACHE,
+                    items[: opts.sensitivity_n],
+                    opts,
+                    source.name,
+                    method="minmax",
+                )
     return report
 
 
@@ -481,6 +500,14 @@ def time_by_group(
             for group, ms in split.items():
                 best[name][group] = min(ms, best[name].get(group, float("inf")))
     return best
+
+
+def _counted(names) -> str:
+    """``a, b (x3), c``: each name once, in first-seen order, with its count when repeated."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(n if c == 1 else f"{n} (x{c})" for n, c in counts.items())
 
 
 def _short(node_name: str) -> str:

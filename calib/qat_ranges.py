@@ -194,13 +194,16 @@ def write_qat_qdq(
     per_channel: bool = True,
     data_description: str = "",
     progress: bool = True,
+    cache_out: str | os.PathLike | None = None,
 ):
     """The INT8 Q/DQ graph of a QAT checkpoint's FP32 export, with the QAT ranges.
 
     ``fp32_path``: ``hmrt export`` of ``qat.pt``; ``ranges_path``: the ``qat_ranges.npz`` next to
     it; ``images``: calibration crops for the fallback ``minmax`` ranges (optional). Everything
     else is the PTQ writer (:func:`hmrt.calib.qdq.quantize_to_qdq`) unchanged, so the graph has
-    the PTQ graph's structure. Returns ``(QuantizeResult, RangeMatch)``.
+    the PTQ graph's structure. ``cache_out`` also keeps the matched ranges there (a ``minmax``
+    calibration cache of ``fp32_path``: the precision report's sensitivity after QAT reuses it).
+    Returns ``(QuantizeResult, RangeMatch)``.
     """
     import tempfile
 
@@ -221,6 +224,8 @@ def write_qat_qdq(
     with tempfile.TemporaryDirectory(prefix="hmrt_qat_") as tmp:
         cache = Path(tmp) / "qat_ranges.json"
         match.ranges.save(cache)
+        if cache_out is not None:
+            match.ranges.save(cache_out)
         description = f"QAT ranges ({Path(ranges_path).name}, step {observed.step})"
         if data_description:
             description += f"; fallback minmax on {data_description}"
@@ -260,6 +265,7 @@ def write_qat_graph(
     body: str | os.PathLike | None = None,
     per_channel: bool = True,
     progress: bool = True,
+    cache_out: str | os.PathLike | None = None,
 ):
     """:func:`write_qat_qdq` with its fallback ``minmax`` ranges calibrated on ``n`` crops of
     ``data`` (``hmrt calibrate --qat-ranges`` and the precision report's QAT row share it, so
@@ -274,6 +280,13 @@ def write_qat_graph(
     source = open_calibration_source(data, n, CALIB_SEED if seed is None else seed, body)
     images = calibration_images(source, preprocessor_from_onnx(fp32_path), progress)
     result, match = write_qat_qdq(
-        fp32_path, ranges_path, out_path, images, per_channel, source.description, progress
+        fp32_path,
+        ranges_path,
+        out_path,
+        images,
+        per_channel,
+        source.description,
+        progress,
+        cache_out,
     )
     return result, match, source.description

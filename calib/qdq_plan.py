@@ -48,7 +48,19 @@ LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("local_streams", r"/model/regressor/(limb_net|limb_reslayer)/"),
         ("refinement", r"/model/regressor/(r2p_gcn|refine_gcn|p2r_gcn)/"),
         ("heads", r"/model/regressor/(pose_regressors|coord_regressors)"),
-    ]
+    ],
+    "hkmr": [
+        # Encoder stages by resolution: MobileNetV2 features (edge) or ResNet layers (paper).
+        ("backbone.s1", r"/model/backbone/(features/)?(features\.[0-3][/.]|conv1|bn1|layer1/)"),
+        ("backbone.s2", r"/model/backbone/(features/)?(features\.[4-6][/.]|layer2/)"),
+        ("backbone.s3", r"/model/backbone/(features/)?(features\.([7-9]|1[0-3])[/.]|layer3/)"),
+        ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
+        ("backbone.rest", r"/model/backbone/"),
+        ("feature_projection", r"/model/regressor/feature"),  # Φ's share of every E_c, S, C
+        ("chains", r"/model/regressor/(root|head|left_arm|right_arm|left_leg|right_leg)"),
+        ("shape_camera", r"/model/regressor/(shape|camera)"),
+        ("regressor.rest", r"/model/regressor/"),
+    ],
 }
 """``model -> [(group, regex searched in the node name)]``; the first match wins."""
 

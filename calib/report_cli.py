@@ -13,12 +13,27 @@ import argparse
 from pathlib import Path
 
 SECTION = "## Export and precision"
+PRECISION_SECTION = "## Measured (details and commands in docs/BENCHMARKS.md)"
+"""Where ``--write-benchmarks`` / ``--write-precision`` put the report's subsection."""
+
+
+PRETTY = {
+    "danet": "DaNet",
+    "decomr": "DecoMR",
+    "hkmr": "HKMR",
+    "bobw": "BoBW",
+    "hemlets": "HEMlets",
+}
+
+
+def pretty_name(model: str, variant: str) -> str:
+    """``DaNet-edge`` for danet/edge (the papers' spelling)."""
+    return f"{PRETTY.get(model, model)}-{variant}"
 
 
 def subsection_title(model: str, variant: str) -> str:
     """``### Precision report (DaNet-edge)`` for danet/edge."""
-    pretty = {"danet": "DaNet"}.get(model, model)
-    return f"### Precision report ({pretty}-{variant})"
+    return f"### Precision report ({pretty_name(model, variant)})"
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,6 +82,14 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MD",
         help="write the table into docs/BENCHMARKS.md (or MD)",
     )
+    g.add_argument(
+        "--write-precision",
+        nargs="?",
+        const="docs/PRECISION.md",
+        default=None,
+        metavar="MD",
+        help="write the same table into docs/PRECISION.md (or MD), section 'Measured'",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -86,8 +109,10 @@ def format_markdown(report, command: str, date: str) -> str:
     if not report.final_weights:
         lines += [
             "**Accuracy columns pending the trained weights**: this run used the weights named "
-            "below, not the bundled DaNet-edge weights; rerun the command without `--checkpoint` "
-            "once `assets/weights/danet_edge.pt` exists. Latency does not depend on the weights.",
+            f"below, not the bundled {pretty_name(report.model, report.variant)} weights; rerun "
+            "the command without `--checkpoint` once "
+            f"`assets/weights/{report.model}_{report.variant}.pt` exists. Latency does not "
+            "depend on the weights.",
             "",
         ]
     lines += [
@@ -123,7 +148,7 @@ def format_markdown(report, command: str, date: str) -> str:
         "",
         VERDICT_RULE,
         "",
-        f"Metrics in mm. Targets (DaNet-edge): INT8 PA-MPJPE within {TARGET_PA_DELTA_MM:g} mm of "
+        f"Metrics in mm. Targets ({pretty_name(report.model, report.variant)}): INT8 PA-MPJPE within {TARGET_PA_DELTA_MM:g} mm of "
         f"FP32: TensorRT Q/DQ graph {pa_trt:+.2f} mm ({verdict(pa_trt <= TARGET_PA_DELTA_MM)}), "
         f"ORT CPU recipe {pa_cpu:+.2f} mm ({verdict(pa_cpu <= TARGET_PA_DELTA_MM)}). INT8 at "
         f"least {TARGET_SPEEDUP:g}x faster than FP32 in ONNX Runtime on this CPU: TensorRT Q/DQ "
@@ -160,22 +185,37 @@ def format_markdown(report, command: str, date: str) -> str:
         totals = " | ".join(f"{sum(report.time_split[n].values()):.2f}" for n in names)
         lines.append(f"| total | {totals} |")
     if report.sensitivity:
-        lines += [
-            "",
+        lines += sensitivity_table(
+            report.sensitivity,
             f"Per-layer-group sensitivity (first {o.sensitivity_n} frames; ranges reused from "
             "the calibration above; PA-MPJPE change against the FP32 graph on the same frames):",
-            "",
-            "| group | nodes quantized | only this group int8: PA-MPJPE change | max vertex dev. "
-            "| all but this group int8: PA-MPJPE change | max vertex dev. |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for s in report.sensitivity:
-            lines.append(
-                f"| {s['group']} | {s['nodes']} | {s['only_pa_delta']:+.2f} | "
-                f"{s['only_max_dev']:.1f} | {s['without_pa_delta']:+.2f} | "
-                f"{s['without_max_dev']:.1f} |"
-            )
+        )
+    if report.qat_sensitivity:
+        lines += sensitivity_table(
+            report.qat_sensitivity,
+            f"The same after QAT (first {o.sensitivity_n} frames; the QAT weights' FP32 export "
+            "with the QAT ranges; PA-MPJPE change against that FP32 graph on the same frames):",
+        )
     return "\n".join(lines) + "\n"
+
+
+def sensitivity_table(rows: list[dict], caption: str) -> list[str]:
+    """Markdown lines of a per-group sensitivity table (:mod:`hmrt.calib.sensitivity` rows)."""
+    lines = [
+        "",
+        caption,
+        "",
+        "| group | nodes quantized | only this group int8: PA-MPJPE change | max vertex dev. "
+        "| all but this group int8: PA-MPJPE change | max vertex dev. |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in rows:
+        lines.append(
+            f"| {s['group']} | {s['nodes']} | {s['only_pa_delta']:+.2f} | "
+            f"{s['only_max_dev']:.1f} | {s['without_pa_delta']:+.2f} | "
+            f"{s['without_max_dev']:.1f} |"
+        )
+    return lines
 
 
 def _kernel_text(form: str, k: dict[str, int]) -> str:

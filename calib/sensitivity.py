@@ -31,9 +31,18 @@ def quantizable_groups(fp32_path: Path, model_name: str) -> list[str]:
 
 
 def group_sensitivity(
-    fp32_path: Path, cache: Path, items: list[dict], opts, model_name: str
+    fp32_path: Path,
+    cache: Path,
+    items: list[dict],
+    opts,
+    model_name: str,
+    method: str | None = None,
 ) -> list[dict]:
-    """Rows ``{group, nodes, only_pa_delta, only_max_dev, without_pa_delta, without_max_dev}``."""
+    """Rows ``{group, nodes, only_pa_delta, only_max_dev, without_pa_delta, without_max_dev}``.
+
+    ``cache``: the ranges of ``fp32_path`` (PTQ with ``opts.method``, or a QAT run's matched
+    ranges with ``method="minmax"``): every group graph is written from them, none recalibrated.
+    """
     from tqdm import tqdm
 
     from hmrt.calib.precision_report import (
@@ -58,7 +67,7 @@ def group_sensitivity(
                 ("without", {"exclude_groups": (group,)}),
             ):
                 out = Path(tmp) / f"{group}_{mode}.onnx"
-                options = QuantizeOptions(method=opts.method, **kwargs)
+                options = QuantizeOptions(method=method or opts.method, **kwargs)
                 result = quantize_to_qdq(fp32_path, out, None, options, "cache", cache, False)
                 pred = batched_outputs(out, images, opts.threads, opts.batch)
                 row[f"{mode}_pa_delta"] = pa_mpjpe_mm(pred["joints3d"], gt) - ref_pa

@@ -68,6 +68,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from hmrt.calib.precision_report import VERDICT_RULE, ReportOptions, build_report
     from hmrt.calib.report_cli import (
+        PRECISION_SECTION,
         SECTION,
         format_markdown,
         replace_subsection,
@@ -125,16 +126,22 @@ def run_report(args: argparse.Namespace) -> int:
             "verdicts": {r.name: report.verdict(r.name) for r in report.rows},
             "verdict_rule": VERDICT_RULE,
             "sensitivity": report.sensitivity,
+            "qat_sensitivity": report.qat_sensitivity,
             "pa_delta_mm": {r.name: report.pa_delta(r.name) for r in report.rows},
             "speedup": {r.name: report.speedup(r.name) for r in report.rows if r.latency},
             "int8_kernels": report.int8_kernels,
         }
         write_text_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
-    if args.write_benchmarks:
-        path = Path(args.write_benchmarks)
-        text = path.read_text() if path.is_file() else "# Benchmarks and measured accuracy\n"
-        write_text_atomic(path, replace_subsection(text, SECTION, title, body))
-        print(f"updated {path} ({title})")
+    targets = (
+        (args.write_benchmarks, SECTION, "# Benchmarks and measured accuracy\n"),
+        (getattr(args, "write_precision", None), PRECISION_SECTION, "# Precision\n"),
+    )
+    for where, section, empty in targets:
+        if where:
+            path = Path(where)
+            text = path.read_text() if path.is_file() else empty
+            write_text_atomic(path, replace_subsection(text, section, title, body))
+            print(f"updated {path} ({title})")
     return 0
 
 

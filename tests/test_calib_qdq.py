@@ -70,3 +70,29 @@ def test_entropy_threshold_clips_outliers_and_keeps_compact_ranges():
     zeros = AbsHistogram()
     zeros.add(np.zeros(100))
     assert entropy_threshold(zeros) == 0.0
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet18"])
+def test_every_weighted_hkmr_node_is_an_island_or_in_exactly_one_group(tmp_path, backbone):
+    """HKMR's groups (per-group sensitivity and time split in the precision report) cover its
+    encoder, whichever trunk, and the unrolled regressor."""
+    import torch
+
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.train.models.registry import build
+
+    torch.manual_seed(0)
+    model = build("hkmr", "edge", backbone=backbone, backbone_width=0.5).eval()
+    path = tmp_path / "hkmr.onnx"
+    export_model(model, path, "hkmr", "edge", ExportOptions())
+    graph = onnx.load(str(path))
+    consts = {t.name for t in graph.graph.initializer}
+    weighted = [n for n in graph.graph.node if is_weighted(n, consts)]
+    assert len(weighted) > 40
+    groups = set()
+    for node in weighted:
+        if island_of(node.name) is None:
+            group = layer_group("hkmr", node.name)
+            assert group not in (None, "backbone.rest", "regressor.rest"), node.name
+            groups.add(group)
+    assert groups == set(group_names("hkmr")) - {"backbone.rest", "regressor.rest"}

@@ -162,6 +162,16 @@ def test_qat_rows_are_written_from_a_qat_range_file(tmp_path):
     for model in graphs.values():
         out = batched_outputs(model, probe)["joints3d"]
         assert out.shape == ref.shape and np.isfinite(out).all()
+    # The matched ranges stay behind as a minmax cache of the QAT FP32 graph: the sensitivity
+    # after QAT writes its one-group graphs from it without recalibrating (no crops passed).
+    from hmrt.calib.precision_report import QAT_CACHE
+    from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
+    from hmrt.calib.sensitivity import quantizable_groups
+
+    group = quantizable_groups(fp32, "danet")[0]
+    options = QuantizeOptions(method="minmax", only_groups=(group,))
+    one = quantize_to_qdq(fp32, tmp_path / "one.onnx", None, options, "", tmp_path / QAT_CACHE)
+    assert one.quantized_nodes and np.isfinite(batched_outputs(one.path, probe)["joints3d"]).all()
 
 
 def test_qat_run_without_its_files_is_one_line(tmp_path, capsys):
@@ -180,12 +190,18 @@ def test_precision_report_end_to_end(tmp_path):
 
     md = tmp_path / "BENCH.md"
     md.write_text(DOC)
+    prec = tmp_path / "PRECISION.md"
+    prec.write_text("# Precision\n\n## How\n\nkept\n")
     code = main([
         "eval", "--precision-report", "--model", "danet", "--variant", "edge", "--random-init",
         "--n", "8", "--calib-n", "8", "--latency-runs", "3", "--sensitivity",
-        "--sensitivity-n", "4", "--write-benchmarks", str(md), "--no-progress",
+        "--sensitivity-n", "4", "--write-benchmarks", str(md), "--write-precision", str(prec),
+        "--no-progress",
     ])  # fmt: skip
     assert code == 0
     text = md.read_text()
     assert "### Precision report (DaNet-edge)" in text and "their table" in text
     assert "| INT8 PTQ minmax (TensorRT Q/DQ) |" in text and "| local_streams |" in text
+    both = prec.read_text()  # the same table in PRECISION.md's "Measured" section
+    assert "kept" in both and "## Measured" in both and "| local_streams |" in both
+    assert both.split("### Precision report (DaNet-edge)")[1] in text

@@ -97,16 +97,19 @@ def test_demo_model_by_name_picks_the_bundled_weights(tmp_path, capsys, no_bundl
     assert not (tmp_path / "o").exists()
 
 
-def test_demo_bobw_without_weights_names_the_missing_file(tmp_path, capsys, no_bundled_weights):
-    """``hmrt demo --model bobw``: BoBW-edge is a bundled model name; with no trained weights in
-    the install it is one line naming ``weights/bobw_edge.pt`` and exit code 2."""
+@pytest.mark.parametrize("name", ["bobw", "hkmr", "hemlets"])
+def test_demo_by_name_without_weights_names_the_missing_file(
+    name, tmp_path, capsys, no_bundled_weights
+):
+    """``hmrt demo --model bobw`` (or ``hkmr``, ``hemlets``) is a bundled model name; with no
+    trained weights in the install it is one line naming ``weights/NAME_edge.pt``, exit code 2."""
     from hmrt.commands.demo import bundled_model
 
-    assert bundled_model("bobw") == ("bobw", "edge") == bundled_model("bobw_edge")
-    code = main(["demo", "--model", "bobw", "--out", str(tmp_path / "o")])
+    assert bundled_model(name) == (name, "edge") == bundled_model(f"{name}_edge")
+    code = main(["demo", "--model", name, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0, err
-    assert "bobw-edge" in err and "bobw_edge.pt" in err
+    assert f"{name}-edge" in err and f"{name}_edge.pt" in err
     assert not (tmp_path / "o").exists()
 
 

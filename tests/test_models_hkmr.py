@@ -117,7 +117,7 @@ def test_training_outputs_every_outer_step(tiny_edge):
     loss.backward()
     reg = m.regressor
     grads = {
-        "backbone": m.backbone.conv1.weight,
+        "backbone": next(m.backbone.parameters()),
         "embed": reg.chains["left_arm"].embed.first.weight,
         "forward heads": reg.chains["root"].forward_heads.heads[3].weight,
         "backward heads": reg.chains["right_leg"].backward_heads.heads[0].weight,

@@ -16,7 +16,8 @@ from hmrt.train.losses import HkmrCriterion, build_criterion
 from hmrt.train.losses.hkmr import HKMR_WEIGHTS
 from hmrt.train.prior import PosePriorConfig, PosePriorEncoder, save_pose_prior
 
-CONFIG = Path(__file__).resolve().parents[1] / "train" / "configs" / "hkmr_edge_cpu.yaml"
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "train" / "configs" / "hkmr_edge_cpu_danet.yaml"  # the default weights' recipe
 
 
 def _prior_file(folder: Path) -> Path:
@@ -84,11 +85,13 @@ def test_2d_term_is_the_projection_in_the_labels_frame(setup):
 
 
 def test_train_cli_two_steps_then_eval(tmp_path, capsys):
-    """``hmrt train --model hkmr --variant edge --config`` (2 steps of 2, in-loop synth-val
-    eval; the config's prior replaced by a test one) logs every term; ``hmrt eval`` scores
-    the checkpoint."""
+    """``hmrt train --model hkmr --variant edge --config`` (the default weights' recipe, 2 steps
+    of 2, in-loop synth-val eval; the config's prior replaced by a test one) starts the encoder
+    from DaNet-edge's and logs every term; ``hmrt eval`` scores the checkpoint."""
     config = yaml.safe_load(CONFIG.read_text())
     config["loss"]["prior"] = str(_prior_file(tmp_path))
+    ((prefix, source),) = config["init_modules"].items()
+    config["init_modules"] = {prefix: str(REPO / source)}  # the recipe runs from the repo root
     cfg_path = tmp_path / "hkmr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"

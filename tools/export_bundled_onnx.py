@@ -13,6 +13,7 @@ on 2 CPU cores::
     python tools/export_bundled_onnx.py                 # DaNet-edge
     python tools/export_bundled_onnx.py --model decomr  # DecoMR-edge
     python tools/export_bundled_onnx.py --model bobw    # BoBW-edge
+    python tools/export_bundled_onnx.py --model hkmr    # HKMR-edge
 
 Two runs with the same torch/onnx versions write byte-identical files (the metadata also
 records the exporter's torch version and hmrt's version).
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         default="danet",
-        help="bundled model whose edge weights to export (danet, decomr, bobw)",
+        help="bundled model whose edge weights to export (danet, decomr, bobw, hkmr, hemlets)",
     )
     parser.add_argument("--weights", type=Path, default=None, help="default: the bundled .pt")
     parser.add_argument("--out", type=Path, default=None, help="default: next to the .pt")

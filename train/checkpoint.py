@@ -197,31 +197,72 @@ def load_weights_into(model: nn.Module, path: str | Path) -> None:
     _load_state(model, ckpt, path, "this run uses", "pass the matching --body")
 
 
+def split_module_source(spec: str) -> tuple[str, str]:
+    """``CKPT`` or ``CKPT:SRC_PREFIX`` -> ``(path, src_prefix)`` (``""``: the same prefix).
+
+    A spec that names an existing file is a path even if it holds a colon."""
+    if Path(spec).is_file() or ":" not in spec:
+        return spec, ""
+    path, _, src = spec.rpartition(":")
+    return path, src
+
+
 def load_module_weights_into(model: nn.Module, prefix: str, path: str | Path) -> int:
-    """Copy only the weights under ``prefix.`` from a checkpoint of the same model config
-    (``--init-module``: e.g. BoBW's IK nets from an IK-stage run over a DMP-stage run's
-    weights). Returns the number of tensors copied; a prefix the model or the checkpoint lacks
-    raises :class:`InputError`."""
+    """Copy only the weights under ``prefix.`` from a checkpoint (``--init-module``).
+
+    ``path`` is ``CKPT`` (a checkpoint of the same model config: e.g. BoBW's IK nets from an
+    IK-stage run over a DMP-stage run's weights) or ``CKPT:SRC_PREFIX`` (the tensors under
+    ``SRC_PREFIX.`` of any model's checkpoint, renamed to ``prefix.``: e.g. HKMR's encoder from
+    DaNet-edge's trained MobileNetV2, ``backbone=danet_edge.pt:img2iuv.iuv_est.body``; every
+    name and shape must match). Returns the number of tensors copied; a prefix the model or the
+    checkpoint lacks, or a shape that differs, raises :class:`InputError`."""
+    path, src_prefix = split_module_source(str(path))
     ckpt = read_checkpoint(path)
-    have = model_spec(model)["config"]
-    want = dict((ckpt.get("model") or {}).get("config") or {})
-    diff = sorted(k for k in set(have) | set(want) if _plain(have.get(k)) != _plain(want.get(k)))
-    if diff:
-        raise InputError(
-            f"{path}: built for a different model config (differs in {', '.join(diff)}); "
-            "--init-module needs a checkpoint of the same model"
+    if not src_prefix:
+        have = model_spec(model)["config"]
+        want = dict((ckpt.get("model") or {}).get("config") or {})
+        diff = sorted(
+            k for k in set(have) | set(want) if _plain(have.get(k)) != _plain(want.get(k))
         )
+        if diff:
+            raise InputError(
+                f"{path}: built for a different model config (differs in {', '.join(diff)}); "
+                "--init-module needs a checkpoint of the same model, or PREFIX=CKPT:SRC_PREFIX"
+            )
     want_hash, have_hash = ckpt.get("body_hash"), body_hash_of(model)
     if want_hash and have_hash and want_hash != have_hash:
         raise InputError(f"{path}: trained with body model {want_hash[:12]}, not this run's")
     head = prefix.rstrip(".") + "."
+    src_head = (src_prefix or prefix).rstrip(".") + "."
     own = model.state_dict()
-    picked = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(head)}
+    picked = {
+        head + k[len(src_head) :]: v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(src_head)
+    }
     if not picked or not any(k.startswith(head) for k in own):
-        raise InputError(f"{path}: no weights under '{prefix}' (in the checkpoint or the model)")
+        raise InputError(
+            f"{path}: no weights under '{src_prefix or prefix}' (in the checkpoint) or "
+            f"'{prefix}' (in the model)"
+        )
     missing = sorted(k for k in own if k.startswith(head) and k not in picked)
     if missing:
-        raise InputError(f"{path}: lacks {len(missing)} tensors under '{prefix}' ({missing[0]})")
+        src = src_head + missing[0][len(head) :]
+        raise InputError(f"{path}: lacks {len(missing)} tensors under '{src_head[:-1]}' ({src})")
+    if src_prefix:
+        extra = sorted(k for k in picked if k not in own)
+        if extra:
+            raise InputError(
+                f"{path}: {len(extra)} tensors under '{src_prefix}' have no place under "
+                f"'{prefix}' ({src_head + extra[0][len(head) :]}): a different architecture"
+            )
+    bad = [k for k, v in picked.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        k = bad[0]
+        raise InputError(
+            f"{path}: {src_head + k[len(head) :]} is {tuple(picked[k].shape)}, the model's {k} "
+            f"is {tuple(own[k].shape)} (a different width?)"
+        )
     own.update(
         {
             k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v

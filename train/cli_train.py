@@ -55,10 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--init-module",
-        metavar="PREFIX=CKPT",
+        metavar="PREFIX=CKPT[:SRC]",
         action="append",
         help="after --init, take the weights under module PREFIX from CKPT (repeatable; e.g. "
-        "bobw's IK nets: ik=runs/bobw_edge/ik/last.pt)",
+        "bobw's IK nets: ik=runs/bobw_edge/ik/last.pt), or from CKPT's module SRC of another "
+        "model (hkmr's encoder: backbone=assets/weights/danet_edge.pt:img2iuv.iuv_est.body)",
     )
     p.add_argument(
         "--freeze",

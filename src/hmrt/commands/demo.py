@@ -9,8 +9,8 @@ from) and the clip with its ground truth (``assets/demo/``, made by ``tools/make
 Nothing is downloaded. Only when a packaged file is missing or stale (a checkout whose weights
 changed) does the demo fall back to exporting with ``hmrt.export`` (torch) or generating the clip
 with ``hmrt synth --video``, once, into ``~/.cache/hmrt``. ``--model`` and ``--clip`` replace
-either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr`` or
-``--model bobw`` runs the bundled DecoMR-edge or BoBW-edge weights instead of DaNet-edge. It
+either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr``, ``bobw``, ``hkmr`` or
+``hemlets`` runs that model's bundled edge weights instead of DaNet-edge. It
 lives in :mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine;
 importing it loads neither torch nor hmrt.export.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 from hmrt.runtime.cli_run import SMOOTH_CHOICES, add_model_arguments
 
 DEMO_MODEL = ("danet", "edge")
-BUNDLED_MODELS = ("danet", "decomr", "bobw")
+BUNDLED_MODELS = ("danet", "decomr", "bobw", "hkmr", "hemlets")
 """Models whose ``edge`` weights ship in ``assets/weights``: ``hmrt demo --model NAME`` runs them."""
 ROI_MODES = {
     "every-frame": "the clip's ground-truth box on every frame (a stand-in for a person "
@@ -94,7 +94,7 @@ def bundled_onnx_path(model: tuple[str, str] = DEMO_MODEL) -> Path:
 
 def bundled_model(spec: str) -> tuple[str, str] | None:
     """``(name, "edge")`` when ``--model`` names a bundled model (``decomr``, ``decomr_edge``,
-    ``bobw``), else None (a path)."""
+    ``bobw``, ``hkmr``, ...), else None (a path)."""
     name = spec.removesuffix("_edge")
     if name in BUNDLED_MODELS and not Path(spec).suffix:
         return (name, "edge")

@@ -66,8 +66,10 @@ class HkmrConfig(ModelConfig):
 
     @classmethod
     def edge(cls) -> HkmrConfig:
-        """The same regressor on a half-width ResNet-18 (Φ = 256): cheap to train on a CPU."""
-        return cls(variant="edge", backbone="resnet18", backbone_width=0.5)
+        """The same regressor on DaNet-edge's encoder, a half-width MobileNetV2 (Φ = 160), so
+        training can start from DaNet-edge's trained backbone (from scratch it stayed at the
+        mean pose: docs/models/hkmr.md, "edge variant")."""
+        return cls(variant="edge", backbone="mobilenetv2", backbone_width=0.5)
 
     def validate(self) -> None:
         super().validate()
