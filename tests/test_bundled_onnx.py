@@ -12,54 +12,61 @@ import pytest
 
 from hmrt.assets import asset_path
 
-WEIGHTS = asset_path("weights/danet_edge.pt")
-ONNX = asset_path("weights/danet_edge.onnx")
-FIX = "stale export: re-run `python tools/export_bundled_onnx.py`"
-pytestmark = pytest.mark.skipif(
-    not (WEIGHTS.is_file() and ONNX.is_file()), reason="bundled weights or ONNX not present"
-)
+MODELS = ["danet", "hkmr"]
+"""Models whose edge weights and ONNX ship in assets/weights (each checked the same way)."""
 
 
-@pytest.fixture(scope="module")
-def onnx_model():
+def _paths(name: str):
+    return asset_path(f"weights/{name}_edge.pt"), asset_path(f"weights/{name}_edge.onnx")
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def bundled(request):
+    """``(name, weights path, ONNX path, ONNX model, torch model)`` of one bundled model."""
     import onnx
 
-    return onnx.load(str(ONNX))
-
-
-@pytest.fixture(scope="module")
-def torch_model():
     from hmrt.export.model_source import load_model
 
-    return load_model("danet", "edge").model
+    weights, path = _paths(request.param)
+    if not (weights.is_file() and path.is_file()):
+        pytest.skip(f"bundled {request.param} weights or ONNX not present")
+    model = load_model(request.param, "edge").model
+    return request.param, weights, path, onnx.load(str(path)), model
+
+
+def _fix(name: str) -> str:
+    return f"stale export: re-run `python tools/export_bundled_onnx.py --model {name}`"
 
 
 def _meta(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def test_records_the_committed_weights_hash_and_the_demo_export_options(onnx_model):
+def test_records_the_committed_weights_hash_and_the_demo_export_options(bundled):
     from hmrt.commands.demo import DEMO_OPSET, DEMO_ROI_POOL, WEIGHTS_SHA_KEY
     from hmrt.runtime.cache import file_sha256
 
+    name, weights, path, onnx_model, _ = bundled
     meta = _meta(onnx_model)
-    assert meta.get(WEIGHTS_SHA_KEY) == file_sha256(WEIGHTS), FIX
-    assert meta["hmrt.model"] == "danet" and meta["hmrt.variant"] == "edge"
+    assert meta.get(WEIGHTS_SHA_KEY) == file_sha256(weights), _fix(name)
+    assert meta["hmrt.model"] == name and meta["hmrt.variant"] == "edge"
     assert meta["hmrt.roi_pool"] == DEMO_ROI_POOL and meta["hmrt.precision"] == "fp32"
     assert meta["hmrt.opset"] == str(DEMO_OPSET)
     assert {o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")} == {
         DEMO_OPSET
     }
     # Package data: large but bounded (fp32 weights plus the body model's blend shapes).
-    assert ONNX.stat().st_size <= 20 * 2**20
+    assert path.stat().st_size <= 20 * 2**20
 
 
-def test_has_the_outputs_of_a_fresh_export(onnx_model, torch_model):
+def test_has_the_outputs_of_a_fresh_export(bundled):
     """A contract output added later (e.g. a person score) must reach the packaged file."""
     from hmrt.export.onnx_export import output_names
 
+    name, _, _, onnx_model, torch_model = bundled
     size = tuple(int(v) for v in _meta(onnx_model)["hmrt.input_size"].split(","))
-    assert [o.name for o in onnx_model.graph.output] == output_names(torch_model, size), FIX
+    want = output_names(torch_model, size)
+    assert [o.name for o in onnx_model.graph.output] == want, _fix(name)
 
 
 def _clip_crops(count: int, res: int, mean, std) -> np.ndarray:
@@ -87,21 +94,24 @@ def _clip_crops(count: int, res: int, mean, std) -> np.ndarray:
     return pre.batch([f for f, _ in frames], np.stack([b for _, b in frames]))
 
 
-def test_matches_the_torch_model_on_demo_clip_crops(onnx_model, torch_model):
+def test_matches_the_torch_model_on_demo_clip_crops(bundled):
     import onnxruntime as ort
     import torch
 
     from hmrt.runtime.model_info import parse_metadata
 
-    info = parse_metadata(str(ONNX), _meta(onnx_model))
+    name, _, path, onnx_model, torch_model = bundled
+    info = parse_metadata(str(path), _meta(onnx_model))
     crops = _clip_crops(3, info.res, info.mean, info.std)
-    session = ort.InferenceSession(str(ONNX), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(names, {"image": crops})))
     with torch.no_grad():
         want = torch_model(torch.from_numpy(crops))
-    for name in names:
-        ref = want[name].numpy()
-        assert got[name].shape == ref.shape, name
-        # Metres for vertices/joints3d, crop pixels (0..224) for joints2d: 1e-4 either way.
-        np.testing.assert_allclose(got[name], ref, rtol=0, atol=1e-4, err_msg=f"{name}; {FIX}")
+    for out in names:
+        ref = want[out].numpy()
+        assert got[out].shape == ref.shape, out
+        # 1e-4 m for vertices/joints3d (the parity bar); joints2d are crop pixels (0..224),
+        # where float32 rounding of the projection reaches ~1.3e-4 px (HKMR): 1e-3 px.
+        atol = 1e-3 if out == "joints2d" else 1e-4
+        np.testing.assert_allclose(got[out], ref, rtol=0, atol=atol, err_msg=f"{out}; {_fix(name)}")

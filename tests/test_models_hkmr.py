@@ -152,7 +152,8 @@ def test_head_widths_follow_eq1_and_the_ablations():
     fwd_only = build("hkmr", "edge", pass_order="forward", **cfg)
     assert all(ch.backward_heads is None for ch in fwd_only.regressor.chains.values())
     paper_like = build("hkmr", "edge", **cfg)
-    assert paper_like.regressor.chains["head"].embed.first.in_features == 256 + 10 + 12 + 6
+    phi = paper_like.backbone.out_channels  # 160: the edge preset's MobileNetV2 at width 0.5
+    assert paper_like.regressor.chains["head"].embed.first.in_features == phi + 10 + 12 + 6
 
 
 @pytest.mark.parametrize("backward", [False, True])
@@ -368,7 +369,32 @@ def test_edge_fp16_graph_has_no_nan(edge_onnx):
     out = ort_outputs(path, crops.images, 4)
     assert all(np.isfinite(v).all() for v in out.values())
     ref32 = ort_outputs(result.path, crops.images, 4)
-    assert pa_mpjpe_mm(out["joints3d"], ref32["joints3d"]) < 5.0
+    # the stressed random heads amplify every FP16 rounding of Φ (6 mm here with the
+    # MobileNetV2 trunk); the trained weights' bound is the next test's
+    assert pa_mpjpe_mm(out["joints3d"], ref32["joints3d"]) < 10.0
+
+
+def test_bundled_edge_fp16_graph_keeps_the_accuracy(tmp_path):
+    """The bundled trained weights: the FP16 graph on 16 synth-val crops is finite and moves
+    PA-MPJPE (against the FP32 graph's joints) by well under the issue's 0.5 mm."""
+    import onnx
+
+    from hmrt.assets import asset_path
+    from hmrt.export.fp16_graph import convert_to_fp16
+    from hmrt.export.model_source import load_model
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.export.parity import ort_outputs, pa_mpjpe_mm, validation_crops
+
+    if not asset_path("weights/hkmr_edge.pt").is_file():
+        pytest.skip("bundled HKMR-edge weights not present")
+    model = load_model("hkmr", "edge").model
+    crops = validation_crops(16, tuple(model.config.input_size))
+    fp32 = export_model(model, tmp_path / "fp32.onnx", "hkmr", "edge", ExportOptions()).path
+    half = tmp_path / "fp16.onnx"
+    onnx.save(convert_to_fp16(onnx.load(str(fp32))), str(half))
+    out, ref = ort_outputs(half, crops.images, 4), ort_outputs(fp32, crops.images, 4)
+    assert all(np.isfinite(v).all() for v in out.values())
+    assert pa_mpjpe_mm(out["joints3d"], ref["joints3d"]) < 0.5
 
 
 @pytest.mark.slow
