@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import torch
+from model_helpers import measure_batchnorm
 
 
 def stressed(model, images: np.ndarray):
@@ -18,11 +19,4 @@ def stressed(model, images: np.ndarray):
             torch.nn.init.normal_(head[1].weight, std=0.05)  # dense maps of decimetres
         for layer in (m.ik.inpaint.mlp.out, m.ik.gik.mlp.out, m.uvi.uv_end[1]):
             torch.nn.init.normal_(layer.weight, std=0.01)
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-    m.train()
-    with torch.no_grad():
-        m(torch.from_numpy(images))
-    return m.eval()
+    return measure_batchnorm(m, images, batch=len(images))

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from model_helpers import one_torch_thread, tiny_body_layer  # noqa: F401
+from model_helpers import measure_batchnorm, one_torch_thread, tiny_body_layer  # noqa: F401
 
 from hmrt.export.rewrites import apply_rewrites
 from hmrt.export.rewrites.apply import RewriteReport, apply_hkmr_fold
@@ -81,14 +81,8 @@ def lively():
         torch.nn.init.xavier_uniform_(net.rest[-1].weight, gain=0.1)
     # BatchNorm statistics measured on random images: with the random-init running stats the
     # MobileNetV2 trunk gives every image nearly the same code.
-    for bn in model.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(5)))
-    return model.eval()
+    images = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    return measure_batchnorm(model, images, batch=8)
 
 
 @pytest.mark.parametrize("split,fold", [(True, False), (False, True), (True, True)])

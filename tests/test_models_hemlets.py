@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
-from model_helpers import one_torch_thread  # noqa: F401
+from model_helpers import measure_batchnorm, one_torch_thread  # noqa: F401
 
 from hmrt.runtime.errors import InputError
 from hmrt.train.models import OUTPUT_NAMES, build, build_from_config
@@ -286,15 +286,7 @@ def _stressed(model, images: np.ndarray, gain: float = 0.05):
     m = copy.deepcopy(model)
     torch.nn.init.normal_(m.conv_tail[3].weight, std=0.05)
     torch.nn.init.xavier_uniform_(m.posh.head.weight, gain=gain)
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the calibration batches
-    m.train()
-    with torch.no_grad():
-        for i in range(0, len(images), 4):
-            m(torch.from_numpy(images[i : i + 4]))
-    return m.eval()
+    return measure_batchnorm(m, images)
 
 
 def _crops(n: int, size: tuple[int, int]):

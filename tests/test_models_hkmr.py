@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from model_helpers import one_torch_thread, tiny_body_layer  # noqa: F401
+from model_helpers import measure_batchnorm, one_torch_thread, tiny_body_layer  # noqa: F401
 
 from hmrt.runtime.errors import InputError
 from hmrt.train.models import OUTPUT_NAMES, build, build_from_config
@@ -305,15 +305,7 @@ def stressed(model, images: np.ndarray, gain: float = 0.3):
                 torch.nn.init.xavier_uniform_(head.weight, gain=gain)
     for net in (m.regressor.shape, m.regressor.camera):
         torch.nn.init.xavier_uniform_(net.rest[-1].weight, gain=gain / 3)
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-    m.train()
-    with torch.no_grad():
-        for i in range(0, len(images), 4):
-            m(torch.from_numpy(images[i : i + 4]))
-    return m.eval()
+    return measure_batchnorm(m, images)
 
 
 @pytest.fixture(scope="module")
