@@ -148,7 +148,8 @@ def format_markdown(report, command: str, date: str) -> str:
         "",
         VERDICT_RULE,
         "",
-        f"Metrics in mm. Targets ({pretty_name(report.model, report.variant)}): INT8 PA-MPJPE within {TARGET_PA_DELTA_MM:g} mm of "
+        f"Metrics in mm. Targets ({pretty_name(report.model, report.variant)}): INT8 PA-MPJPE "
+        f"within {TARGET_PA_DELTA_MM:g} mm of "
         f"FP32: TensorRT Q/DQ graph {pa_trt:+.2f} mm ({verdict(pa_trt <= TARGET_PA_DELTA_MM)}), "
         f"ORT CPU recipe {pa_cpu:+.2f} mm ({verdict(pa_cpu <= TARGET_PA_DELTA_MM)}). INT8 at "
         f"least {TARGET_SPEEDUP:g}x faster than FP32 in ONNX Runtime on this CPU: TensorRT Q/DQ "

@@ -134,7 +134,7 @@ def run_report(args: argparse.Namespace) -> int:
         write_text_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
     targets = (
         (args.write_benchmarks, SECTION, "# Benchmarks and measured accuracy\n"),
-        (getattr(args, "write_precision", None), PRECISION_SECTION, "# Precision\n"),
+        (args.write_precision, PRECISION_SECTION, "# Precision\n"),
     )
     for where, section, empty in targets:
         if where:

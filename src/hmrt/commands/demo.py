@@ -9,9 +9,9 @@ from) and the clip with its ground truth (``assets/demo/``, made by ``tools/make
 Nothing is downloaded. Only when a packaged file is missing or stale (a checkout whose weights
 changed) does the demo fall back to exporting with ``hmrt.export`` (torch) or generating the clip
 with ``hmrt synth --video``, once, into ``~/.cache/hmrt``. ``--model`` and ``--clip`` replace
-either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr``, ``bobw``, ``hkmr`` or
-``hemlets`` runs that model's bundled edge weights instead of DaNet-edge. It
-lives in :mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine;
+either default (e.g. ``--model danet_edge.engine`` to run TensorRT); ``--model decomr``,
+``bobw``, ``hkmr`` or ``hemlets`` runs that model's bundled edge weights instead of DaNet-edge.
+It lives in :mod:`hmrt.commands` because those fallbacks span runtime, export and the data engine;
 importing it loads neither torch nor hmrt.export.
 """
 
