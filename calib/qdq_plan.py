@@ -61,6 +61,20 @@ LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("shape_camera", r"/model/regressor/(shape|camera)"),
         ("regressor.rest", r"/model/regressor/"),
     ],
+    "hemlets": [
+        # Backbone stages by resolution: MobileNetV2 features (edge) or ResNet layers (paper),
+        # then the official pose network's modules and hmrt's PoSh regressor.
+        ("backbone.s1", r"/model/backbone/(features/)?(features\.[0-3][/.]|conv1|bn1|layer1/)"),
+        ("backbone.s2", r"/model/backbone/(features/)?(features\.[4-6][/.]|layer2/)"),
+        ("backbone.s3", r"/model/backbone/(features/)?(features\.([7-9]|1[0-3])[/.]|layer3/)"),
+        ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
+        ("backbone.rest", r"/model/backbone/"),
+        ("conv_feature", r"/model/conv_feature/"),  # the image-feature upsampling branch
+        ("conv_FBI", r"/model/conv_FBI/"),  # the HEMlets + 2D heatmap branch
+        ("FBI_encoder", r"/model/FBI_encoder/"),
+        ("conv_tail", r"/model/conv_tail/"),  # fusion and the volume logits
+        ("posh", r"/model/posh/"),
+    ],
 }
 """``model -> [(group, regex searched in the node name)]``; the first match wins."""
 

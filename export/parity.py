@@ -24,11 +24,13 @@ class Crops:
 
 
 def validation_crops(n: int = 16, size: tuple[int, int] = (224, 224), seed: int = 0) -> Crops:
-    """The first ``n`` synth-val crops, or deterministic random crops when synth-val can't load."""
+    """The first ``n`` synth-val crops rendered at ``size`` (square; e.g. 256 for HEMlets), or
+    deterministic random crops when synth-val can't load."""
     try:
+        from hmrt.train.data.augment import AugmentConfig
         from hmrt.train.data.validation import synth_val_dataset
 
-        ds = synth_val_dataset(size=n)
+        ds = synth_val_dataset(size=n, augment=AugmentConfig(res=int(size[0]), train=False))
         items = [ds[i] for i in range(n)]
         images = np.stack([np.asarray(it["image"], np.float32) for it in items])
         if images.shape[2:] == tuple(size):

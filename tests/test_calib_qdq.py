@@ -96,3 +96,28 @@ def test_every_weighted_hkmr_node_is_an_island_or_in_exactly_one_group(tmp_path,
             assert group not in (None, "backbone.rest", "regressor.rest"), node.name
             groups.add(group)
     assert groups == set(group_names("hkmr")) - {"backbone.rest", "regressor.rest"}
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet18"])
+def test_every_weighted_hemlets_node_is_an_island_or_in_exactly_one_group(tmp_path, backbone):
+    """HEMlets' groups cover its backbone, whichever trunk, the pose network's heads and PoSh."""
+    import torch
+
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.train.models.registry import build
+
+    torch.manual_seed(0)
+    model = build("hemlets", "edge", backbone=backbone, backbone_width=0.5).eval()
+    path = tmp_path / "hemlets.onnx"
+    export_model(model, path, "hemlets", "edge", ExportOptions())
+    graph = onnx.load(str(path))
+    consts = {t.name for t in graph.graph.initializer}
+    weighted = [n for n in graph.graph.node if is_weighted(n, consts)]
+    assert len(weighted) > 20
+    groups = set()
+    for node in weighted:
+        if island_of(node.name) is None:
+            group = layer_group("hemlets", node.name)
+            assert group not in (None, "backbone.rest"), node.name
+            groups.add(group)
+    assert groups == set(group_names("hemlets")) - {"backbone.rest"}

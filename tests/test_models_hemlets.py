@@ -291,17 +291,9 @@ def _stressed(model, images: np.ndarray, gain: float = 0.05):
 
 def _crops(n: int, size: tuple[int, int]):
     """``n`` synth-val crops rendered at the model's input size (else export.parity's random)."""
-    from hmrt.export.parity import Crops, validation_crops
+    from hmrt.export.parity import validation_crops
 
-    try:
-        from hmrt.train.data.augment import AugmentConfig
-        from hmrt.train.data.validation import synth_val_dataset
-
-        ds = synth_val_dataset(size=n, augment=AugmentConfig(res=size[0], train=False))
-        images = np.stack([np.asarray(ds[i]["image"], np.float32) for i in range(n)])
-        return Crops(images, None, f"synth-val[0:{n}] at {size[0]}")
-    except Exception:
-        return validation_crops(n, size)
+    return validation_crops(n, size)
 
 
 def _export(model, path, variant: str):
@@ -413,3 +405,32 @@ def test_paper_export_ort_parity(paper, tmp_path):
     for batch in (1, 2):
         diff = max_abs_diff(reference, ort_outputs(result.path, crops.images, batch))
         assert diff["vertices"] <= 1e-4 and diff["joints3d"] <= 1e-4, (crops.source, diff)
+
+
+def test_bundled_edge_fp16_graph_keeps_the_accuracy(tmp_path):
+    """The bundled trained weights: the FP16 graph (volumetric head an FP32 island) on 16
+    synth-val crops is finite and moves PA-MPJPE, mesh joints and the pose network's joints,
+    by well under the issue's 0.5 mm against the FP32 graph."""
+    import onnx
+
+    from hmrt.assets import asset_path
+    from hmrt.export.fp16_graph import convert_to_fp16
+    from hmrt.export.model_source import load_model
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.export.parity import ort_outputs, pa_mpjpe_mm, validation_crops
+
+    if not asset_path("weights/hemlets_edge.pt").is_file():
+        pytest.skip("bundled HEMlets-edge weights not present")
+    model = load_model("hemlets", "edge").model
+    crops = validation_crops(16, tuple(model.config.input_size))
+    fp32 = export_model(model, tmp_path / "fp32.onnx", "hemlets", "edge", ExportOptions()).path
+    half = tmp_path / "fp16.onnx"
+    onnx.save(convert_to_fp16(onnx.load(str(fp32))), str(half))
+    out, ref = ort_outputs(half, crops.images, 4), ort_outputs(fp32, crops.images, 4)
+    assert all(np.isfinite(v).all() for v in out.values())
+    assert pa_mpjpe_mm(out["joints3d"], ref["joints3d"]) < 0.5
+    # pose_joints: x, y in crop pixels, z in metres (worst joint: 0.1 px, 0.3 mm measured on
+    # an early checkpoint of the recipe)
+    pose, pose_ref = out["pose_joints"], ref["pose_joints"]
+    assert np.abs(pose[..., :2] - pose_ref[..., :2]).max() < 0.5
+    assert np.abs(pose[..., 2] - pose_ref[..., 2]).max() < 2e-3

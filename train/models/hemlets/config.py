@@ -80,11 +80,13 @@ class HemletsConfig(ModelConfig):
 
     @classmethod
     def edge(cls) -> HemletsConfig:
-        """Same heads on MobileNetV2, 32x32 heatmaps (2 deconvs), 32 depth bins, narrow widths
-        (docs/models/hemlets.md gives the cost: trainable on a 2-core CPU)."""
+        """Same heads on DaNet-edge's MobileNetV2 (width 0.5, so its trained trunk can start
+        training), 32x32 heatmaps (2 deconvs), 32 depth bins, narrow widths (docs/models/hemlets.md
+        gives the cost: trainable on a 2-core CPU)."""
         return cls(
             variant="edge",
             backbone="mobilenetv2",
+            backbone_width=0.5,
             heatmap_stride=8,
             branch_channels=96,
             high_channels=128,
