@@ -69,3 +69,24 @@ def measure_batchnorm(model, images, batch: int = 4):
         for i in range(0, len(images), batch):
             model(images[i : i + batch])
     return model.eval()
+
+
+def bundled_fp16_vs_fp32(name: str, folder: Path, crops: int = 16):
+    """ORT outputs ``(fp16, fp32)`` of the bundled ``NAME_edge.pt`` exported fresh (FP32 graph and
+    its FP16 conversion, FP32 islands kept) on ``crops`` synth-val crops; skips without weights."""
+    import onnx
+
+    from hmrt.assets import asset_path
+    from hmrt.export.fp16_graph import convert_to_fp16
+    from hmrt.export.model_source import load_model
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.export.parity import ort_outputs, validation_crops
+
+    if not asset_path(f"weights/{name}_edge.pt").is_file():
+        pytest.skip(f"bundled {name}-edge weights not present")
+    model = load_model(name, "edge").model
+    images = validation_crops(crops, tuple(model.config.input_size)).images
+    fp32 = export_model(model, folder / "fp32.onnx", name, "edge", ExportOptions()).path
+    half = folder / "fp16.onnx"
+    onnx.save(convert_to_fp16(onnx.load(str(fp32))), str(half))
+    return ort_outputs(half, images, 4), ort_outputs(fp32, images, 4)

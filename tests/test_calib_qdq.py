@@ -72,52 +72,37 @@ def test_entropy_threshold_clips_outliers_and_keeps_compact_ranges():
     assert entropy_threshold(zeros) == 0.0
 
 
+# model -> (minimum weighted nodes, catch-all groups that no node may fall into)
+_GROUP_CASES = {
+    "hkmr": (40, {"backbone.rest", "regressor.rest"}),
+    "hemlets": (20, {"backbone.rest"}),
+}
+
+
+@pytest.mark.parametrize("model_name", sorted(_GROUP_CASES))
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet18"])
-def test_every_weighted_hkmr_node_is_an_island_or_in_exactly_one_group(tmp_path, backbone):
-    """HKMR's groups (per-group sensitivity and time split in the precision report) cover its
-    encoder, whichever trunk, and the unrolled regressor."""
+def test_every_weighted_node_is_an_island_or_in_exactly_one_group(tmp_path, model_name, backbone):
+    """HKMR's and HEMlets' groups (per-group sensitivity and time split in the precision report)
+    cover the backbone, whichever trunk, and every head (HKMR's unrolled regressor; HEMlets'
+    branches and PoSh), with no node left to a catch-all group."""
     import torch
 
     from hmrt.export.onnx_export import ExportOptions, export_model
     from hmrt.train.models.registry import build
 
+    minimum, catch_all = _GROUP_CASES[model_name]
     torch.manual_seed(0)
-    model = build("hkmr", "edge", backbone=backbone, backbone_width=0.5).eval()
-    path = tmp_path / "hkmr.onnx"
-    export_model(model, path, "hkmr", "edge", ExportOptions())
+    model = build(model_name, "edge", backbone=backbone, backbone_width=0.5).eval()
+    path = tmp_path / f"{model_name}.onnx"
+    export_model(model, path, model_name, "edge", ExportOptions())
     graph = onnx.load(str(path))
     consts = {t.name for t in graph.graph.initializer}
     weighted = [n for n in graph.graph.node if is_weighted(n, consts)]
-    assert len(weighted) > 40
+    assert len(weighted) > minimum
     groups = set()
     for node in weighted:
         if island_of(node.name) is None:
-            group = layer_group("hkmr", node.name)
-            assert group not in (None, "backbone.rest", "regressor.rest"), node.name
+            group = layer_group(model_name, node.name)
+            assert group is not None and group not in catch_all, node.name
             groups.add(group)
-    assert groups == set(group_names("hkmr")) - {"backbone.rest", "regressor.rest"}
-
-
-@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet18"])
-def test_every_weighted_hemlets_node_is_an_island_or_in_exactly_one_group(tmp_path, backbone):
-    """HEMlets' groups cover its backbone, whichever trunk, the pose network's heads and PoSh."""
-    import torch
-
-    from hmrt.export.onnx_export import ExportOptions, export_model
-    from hmrt.train.models.registry import build
-
-    torch.manual_seed(0)
-    model = build("hemlets", "edge", backbone=backbone, backbone_width=0.5).eval()
-    path = tmp_path / "hemlets.onnx"
-    export_model(model, path, "hemlets", "edge", ExportOptions())
-    graph = onnx.load(str(path))
-    consts = {t.name for t in graph.graph.initializer}
-    weighted = [n for n in graph.graph.node if is_weighted(n, consts)]
-    assert len(weighted) > 20
-    groups = set()
-    for node in weighted:
-        if island_of(node.name) is None:
-            group = layer_group("hemlets", node.name)
-            assert group not in (None, "backbone.rest"), node.name
-            groups.add(group)
-    assert groups == set(group_names("hemlets")) - {"backbone.rest"}
+    assert groups == set(group_names(model_name)) - catch_all

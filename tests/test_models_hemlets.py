@@ -14,7 +14,7 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
-from model_helpers import measure_batchnorm, one_torch_thread  # noqa: F401
+from model_helpers import bundled_fp16_vs_fp32, measure_batchnorm, one_torch_thread  # noqa: F401
 
 from hmrt.runtime.errors import InputError
 from hmrt.train.models import OUTPUT_NAMES, build, build_from_config
@@ -411,22 +411,9 @@ def test_bundled_edge_fp16_graph_keeps_the_accuracy(tmp_path):
     """The bundled trained weights: the FP16 graph (volumetric head an FP32 island) on 16
     synth-val crops is finite and moves PA-MPJPE, mesh joints and the pose network's joints,
     by well under the issue's 0.5 mm against the FP32 graph."""
-    import onnx
+    from hmrt.export.parity import pa_mpjpe_mm
 
-    from hmrt.assets import asset_path
-    from hmrt.export.fp16_graph import convert_to_fp16
-    from hmrt.export.model_source import load_model
-    from hmrt.export.onnx_export import ExportOptions, export_model
-    from hmrt.export.parity import ort_outputs, pa_mpjpe_mm, validation_crops
-
-    if not asset_path("weights/hemlets_edge.pt").is_file():
-        pytest.skip("bundled HEMlets-edge weights not present")
-    model = load_model("hemlets", "edge").model
-    crops = validation_crops(16, tuple(model.config.input_size))
-    fp32 = export_model(model, tmp_path / "fp32.onnx", "hemlets", "edge", ExportOptions()).path
-    half = tmp_path / "fp16.onnx"
-    onnx.save(convert_to_fp16(onnx.load(str(fp32))), str(half))
-    out, ref = ort_outputs(half, crops.images, 4), ort_outputs(fp32, crops.images, 4)
+    out, ref = bundled_fp16_vs_fp32("hemlets", tmp_path)
     assert all(np.isfinite(v).all() for v in out.values())
     assert pa_mpjpe_mm(out["joints3d"], ref["joints3d"]) < 0.5
     # pose_joints: x, y in crop pixels, z in metres (worst joint: 0.1 px, 0.3 mm measured on
