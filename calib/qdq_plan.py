@@ -34,6 +34,15 @@ DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
 Add inputs quantized lets TensorRT fuse the skip connection into the int8 convolution)."""
 
 _BACKBONE = "/model/img2iuv/iuv_est/"
+_TRUNK_STAGES = [
+    # The ``/model/backbone`` trunk of HKMR and HEMlets by resolution: MobileNetV2 features
+    # (edge variants) or ResNet layers (paper variants).
+    ("backbone.s1", r"/model/backbone/(features/)?(features\.[0-3][/.]|conv1|bn1|layer1/)"),
+    ("backbone.s2", r"/model/backbone/(features/)?(features\.[4-6][/.]|layer2/)"),
+    ("backbone.s3", r"/model/backbone/(features/)?(features\.([7-9]|1[0-3])[/.]|layer3/)"),
+    ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
+    ("backbone.rest", r"/model/backbone/"),
+]
 LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
     "danet": [
         # MobileNetV2 stages of the edge backbone by resolution (112-56, 28, 14, 7 px).
@@ -50,25 +59,14 @@ LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("heads", r"/model/regressor/(pose_regressors|coord_regressors)"),
     ],
     "hkmr": [
-        # Encoder stages by resolution: MobileNetV2 features (edge) or ResNet layers (paper).
-        ("backbone.s1", r"/model/backbone/(features/)?(features\.[0-3][/.]|conv1|bn1|layer1/)"),
-        ("backbone.s2", r"/model/backbone/(features/)?(features\.[4-6][/.]|layer2/)"),
-        ("backbone.s3", r"/model/backbone/(features/)?(features\.([7-9]|1[0-3])[/.]|layer3/)"),
-        ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
-        ("backbone.rest", r"/model/backbone/"),
+        *_TRUNK_STAGES,
         ("feature_projection", r"/model/regressor/feature"),  # Φ's share of every E_c, S, C
         ("chains", r"/model/regressor/(root|head|left_arm|right_arm|left_leg|right_leg)"),
         ("shape_camera", r"/model/regressor/(shape|camera)"),
         ("regressor.rest", r"/model/regressor/"),
     ],
     "hemlets": [
-        # Backbone stages by resolution: MobileNetV2 features (edge) or ResNet layers (paper),
-        # then the official pose network's modules and hmrt's PoSh regressor.
-        ("backbone.s1", r"/model/backbone/(features/)?(features\.[0-3][/.]|conv1|bn1|layer1/)"),
-        ("backbone.s2", r"/model/backbone/(features/)?(features\.[4-6][/.]|layer2/)"),
-        ("backbone.s3", r"/model/backbone/(features/)?(features\.([7-9]|1[0-3])[/.]|layer3/)"),
-        ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
-        ("backbone.rest", r"/model/backbone/"),
+        *_TRUNK_STAGES,  # then the official pose network's modules and hmrt's PoSh regressor
         ("conv_feature", r"/model/conv_feature/"),  # the image-feature upsampling branch
         ("conv_FBI", r"/model/conv_FBI/"),  # the HEMlets + 2D heatmap branch
         ("FBI_encoder", r"/model/FBI_encoder/"),

@@ -16,6 +16,7 @@ import pytest
 import torch
 from model_helpers import bundled_fp16_vs_fp32, measure_batchnorm, one_torch_thread  # noqa: F401
 
+from hmrt.export.parity import validation_crops
 from hmrt.runtime.errors import InputError
 from hmrt.train.models import OUTPUT_NAMES, build, build_from_config
 from hmrt.train.models.hemlets import joints as J
@@ -289,13 +290,6 @@ def _stressed(model, images: np.ndarray, gain: float = 0.05):
     return measure_batchnorm(m, images)
 
 
-def _crops(n: int, size: tuple[int, int]):
-    """``n`` synth-val crops rendered at the model's input size (else export.parity's random)."""
-    from hmrt.export.parity import validation_crops
-
-    return validation_crops(n, size)
-
-
 def _export(model, path, variant: str):
     from hmrt.export.onnx_export import ExportOptions, export_model
 
@@ -306,7 +300,7 @@ def _export(model, path, variant: str):
 def edge_onnx(edge, tmp_path_factory):
     from hmrt.export.parity import torch_outputs
 
-    crops = _crops(16, tuple(edge.config.input_size))
+    crops = validation_crops(16, tuple(edge.config.input_size))
     model = _stressed(edge, crops.images)
     result = _export(model, tmp_path_factory.mktemp("hemlets") / "hemlets_edge.onnx", "edge")
     return result, crops, torch_outputs(model, crops.images, 4)
@@ -397,7 +391,7 @@ def test_reconstructor_runs_the_exported_edge_model(edge_onnx):
 def test_paper_export_ort_parity(paper, tmp_path):
     from hmrt.export.parity import max_abs_diff, ort_outputs, torch_outputs
 
-    crops = _crops(8, tuple(paper.config.input_size))
+    crops = validation_crops(8, tuple(paper.config.input_size))
     model = _stressed(paper, crops.images, gain=0.02)
     result = _export(model, tmp_path / "hemlets_paper.onnx", "paper")
     reference = torch_outputs(model, crops.images, 2)
