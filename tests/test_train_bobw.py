@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,8 +46,6 @@ def test_stage_config_errors():
 
 
 def test_the_cpu_recipe_loads():
-    from pathlib import Path
-
     from hmrt.train.bobw.ik_fit import IKStageConfig
     from hmrt.train.config import TrainConfig, load_yaml
 
@@ -61,7 +60,9 @@ def test_three_stages_then_eval_and_export(tmp_path):
     import onnx
 
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
+    # the recipe's warm start: the DMP encoder from DaNet-edge (applied by the dmp stage only)
+    danet = Path(__file__).resolve().parents[1] / "assets" / "weights" / "danet_edge.pt"
+    config.write_text(TINY + f'init_modules: {{dmp.body: "{danet}:img2iuv.iuv_est.body"}}\n')
     run = tmp_path / "run"
     proc = _hmrt("train", "--config", str(config), "--out", str(run), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,6 +83,7 @@ def test_three_stages_then_eval_and_export(tmp_path):
         "--out", str(run / "uvi2"), "--no-progress",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not applying init_modules dmp.body (dmp is given whole)" in proc.stdout
     import torch
 
     def weights(path, prefix):

@@ -93,8 +93,10 @@ def test_gt_location_map_reads_back_the_gt_vertices(setup):
     np.testing.assert_allclose(gt_map[0].permute(1, 2, 0).numpy(), ref, atol=1e-5)
     err = (model.sampler(gt_map) - verts).norm(dim=-1) * 1000.0  # mm
     # Measured (bundled body, 128x128): mean 4.8 mm, max 38 mm (the official SMPL chart: 1.3
-    # mean, 38 max; seed-decomr.md §1.5): discretisation of thin parts (fingers).
-    assert float(err.mean()) < 8.0 and float(err.max()) < 60.0
+    # mean, 38 max; seed-decomr.md §1.5): discretisation of thin parts (fingers). The edge
+    # preset's 64x64 map: mean 11.8 mm, median 6.4, max 89 (docs/models/decomr.md).
+    mean_mm, max_mm = {128: (8.0, 60.0), 64: (15.0, 120.0)}[model.config.uv_res]
+    assert float(err.mean()) < mean_mm and float(err.max()) < max_mm
 
 
 def test_loss_config_and_train_config_pick_the_model_s_terms():

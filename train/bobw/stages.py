@@ -28,6 +28,23 @@ IMAGE_STAGE_FREEZE = {"dmp": (), "uvi": ("dmp", "ik")}
 """Module prefixes each image stage keeps fixed."""
 
 
+def _without_frozen(init_modules: dict[str, str], stage: str, has_init: bool) -> dict[str, str]:
+    """``init_modules`` minus the warm starts of parts of a module ``stage`` keeps frozen (the
+    YAML's ``dmp.body`` belongs to the dmp stage) when that module comes whole from ``--init``
+    or from its own ``init_modules`` entry (``--init-module dmp=RUN/dmp/last.pt:dmp``)."""
+    kept = {}
+    for prefix, path in init_modules.items():
+        top = prefix.split(".")[0]
+        whole = has_init or top in init_modules
+        if top in IMAGE_STAGE_FREEZE[stage] and prefix != top and whole:
+            print(
+                f"hmrt train: stage {stage}: not applying init_modules {prefix} ({top} is given whole)"
+            )
+            continue
+        kept[prefix] = path
+    return kept
+
+
 def _stage_config(cfg, stage: str, init: str = "", steps: int | None = None):
     """A copy of ``cfg`` for one stage: its loss terms, frozen modules, start weights, length."""
     out = copy.deepcopy(cfg)
@@ -111,6 +128,8 @@ def run_staged(cfg, args: argparse.Namespace) -> int:
         return 0
     if stage in IMAGE_STAGE_FREEZE:
         stage_cfg = _stage_config(cfg, stage)
+        if stage == "uvi":  # the DMP comes whole from --init, not the dmp stage's warm start
+            stage_cfg.init_modules = _without_frozen(stage_cfg.init_modules, stage, bool(cfg.init))
         fit(stage_cfg, str(out), args, prepare=lambda m: m.set_stage(stage))
         return 0
     if args.resume:

@@ -51,16 +51,19 @@ class BoBWConfig(DecoMRConfig):
 
     @classmethod
     def edge(cls) -> BoBWConfig:
-        """DecoMR-edge's DMP (half-width ResNet-18) and capped UVI hourglass; the IK MLPs are
-        already small (docs/models/bobw.md gives the cost)."""
+        """DecoMR-edge's DMP (DaNet-edge's MobileNetV2 at width 0.5, laterals to a half-width
+        ResNet-18 decoder) and capped UVI hourglass; the IK MLPs are already small
+        (docs/models/bobw.md gives the cost)."""
         return cls(
             variant="edge",
-            backbone="resnet18",
+            backbone="mobilenetv2",
             backbone_width=32,
+            mobilenet_width=0.5,
             uv_channels=32,
             global_channels=64,
             head_hidden=256,
             hg_max_channels=128,
+            uv_res=64,  # the location map at the transfer's 64x64: no 128x128 decoder stage
             gik_hidden=512,
         )
 

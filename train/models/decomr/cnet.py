@@ -5,6 +5,11 @@ The IUV is ``[mask, U, V]`` at stride ``2**warp_level`` (56x56 for a 224 crop), 
 (no part index, so no argmax anywhere). The decoder output before the heads (``dp_feature``)
 is the local feature that LNet transfers to UV space; the pooled layer4 vector (``codes``)
 feeds the global-feature and camera MLPs.
+
+The encoder is the official ResNet or, for hmrt's edge presets, MobileNetV2 (``body``, the
+same module names and shapes as DaNet-edge's ``img2iuv.iuv_est.body``, so training starts from
+its trained weights) with a 1x1 conv + BN + ReLU ``lateral`` per used stride that maps each stage
+to the decoder width ResNet-18 would have there; the decoder and heads do not change.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hmrt.train.models.backbones.resnet import ResNet
+from hmrt.train.models.backbones.mobilenet import MobileNetV2
+from hmrt.train.models.backbones.resnet import ResNet, init_conv_bn
 from hmrt.train.models.decomr.blocks import ConvBottleNeck
-from hmrt.train.models.decomr.config import DecoMRConfig
+from hmrt.train.models.decomr.config import MOBILENET_STAGES, DecoMRConfig
 
 
 class CNet(nn.Module):
@@ -28,12 +34,28 @@ class CNet(nn.Module):
 
     def __init__(self, config: DecoMRConfig):
         super().__init__()
-        depth = int(config.backbone.removeprefix("resnet"))
         channels = config.channel_list
         level = config.warp_level
-        self.resnet = ResNet(
-            depth=depth, num_classes=0, widths=config.stage_widths
-        )  # official: resnet (ResNetBackbone)
+        self.mobilenet = config.mobilenet
+        if self.mobilenet:  # hmrt edge: DaNet-edge's encoder + laterals to the decoder widths
+            strides = [2**k for k in range(level, 6)]
+            self.body = MobileNetV2(
+                config.mobilenet_width, out_indices=tuple(MOBILENET_STAGES[s] for s in strides)
+            )
+            self.lateral = nn.ModuleList(
+                nn.Sequential(
+                    nn.Conv2d(cin, channels[k], kernel_size=1, bias=False),
+                    nn.BatchNorm2d(channels[k]),
+                    nn.ReLU(inplace=True),
+                )
+                for k, cin in zip(range(level, 6), self.body.out_channels, strict=True)
+            )
+            init_conv_bn(self.lateral)
+        else:
+            depth = int(config.backbone.removeprefix("resnet"))
+            self.resnet = ResNet(
+                depth=depth, num_classes=0, widths=config.stage_widths
+            )  # official: resnet (ResNetBackbone)
         # official: dp_layers; entry i maps channel_list[i+1] -> channel_list[i]
         self.dp_layers = nn.ModuleList(
             nn.Sequential(
@@ -52,7 +74,11 @@ class CNet(nn.Module):
         )
 
     def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Pooled code ``(N, C5)`` and the feature list ``[image, stem, layer1..layer4]``."""
+        """Pooled code ``(N, C5)`` and the feature list ``[image, stem, layer1..layer4]`` (for
+        MobileNetV2 the strides the decoder reads, from ``2**warp_level`` to 32)."""
+        if self.mobilenet:
+            features = [lat(f) for lat, f in zip(self.lateral, self.body(image), strict=True)]
+            return torch.mean(features[-1], dim=(2, 3)), [image, *features]
         r = self.resnet
         x1 = r.relu(r.bn1(r.conv1(image)))
         x2 = r.layer1(r.maxpool(x1))

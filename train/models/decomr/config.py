@@ -17,7 +17,13 @@ BACKBONE_CHANNELS: dict[str, tuple[int, ...]] = {
     "resnet50": (3, 64, 256, 512, 1024, 2048),
     "resnet34": (3, 64, 64, 128, 256, 512),
     "resnet18": (3, 64, 64, 128, 256, 512),
+    # MobileNetV2 encoder: the decoder keeps ResNet-18's widths; 1x1 laterals (CNet.lateral)
+    # map the MobileNetV2 stages (stride 4..32) to them, so the decoder and LNet are unchanged.
+    "mobilenetv2": (3, 64, 64, 128, 256, 512),
 }
+
+MOBILENET_STAGES: dict[int, int] = {2: 1, 4: 3, 8: 6, 16: 13, 32: 17}
+"""MobileNetV2 ``features`` index whose output is the encoder's feature at each stride."""
 
 # How the feature transfer reads the predicted IUV: hmrt's chart convention (v toward the head,
 # half-texel centres) or the released official weights' (v downward, round(u (S-1))).
@@ -29,7 +35,10 @@ class DecoMRConfig(ModelConfig):
     """All DecoMR hyper-parameters; defaults are the ``paper`` variant (released config
     ``h36m_up3d``: ``warp_level 2, uv_res 128, uv_channels 64, norm_type GN, uv_type BF``).
 
-    CNet: ``backbone`` ResNet (stage widths ``backbone_width`` x 1, 2, 4, 8) whose stride ``2**warp_level`` features (after a nearest-upsample
+    CNet: ``backbone`` ResNet (stage widths ``backbone_width`` x 1, 2, 4, 8) or ``mobilenetv2``
+    (width multiplier ``mobilenet_width``, 1x1 laterals to ResNet-18's widths scaled by
+    ``backbone_width / 64``; hmrt's edge encoder, so training can start from DaNet-edge's
+    trained MobileNetV2) whose stride ``2**warp_level`` features (after a nearest-upsample
     + :class:`ConvBottleNeck` decoder with additive skips) predict the IUV (mask + continuous
     UV, sigmoid) and are the local feature. Transfer: features splatted into a ``warp_res``
     UV grid where the predicted mask exceeds ``mask_threshold``. LNet: ``fc_head`` (global
@@ -49,6 +58,7 @@ class DecoMRConfig(ModelConfig):
     variant: str = "paper"
     backbone: str = "resnet50"
     backbone_width: int = 64
+    mobilenet_width: float = 0.5
     norm: str = "GN"
     warp_level: int = 2
     warp_res: int = 64
@@ -107,19 +117,28 @@ class DecoMRConfig(ModelConfig):
         """The released official model: ResNet-50, GN, 64x64 transfer, 3-level hourglass."""
         return cls()
 
+    @property
+    def mobilenet(self) -> bool:
+        """Whether CNet's encoder is MobileNetV2 (else a torchvision-layout ResNet)."""
+        return self.backbone == "mobilenetv2"
+
     @classmethod
     def edge(cls) -> DecoMRConfig:
-        """Same structure on a half-width ResNet-18 (stage widths 32-256) with the hourglass
-        capped at 128 channels and narrow heads (docs/models/decomr.md gives the cost and the
-        reasons: 3.4 M params, 2.0 GFLOPs, trainable on a 2-core CPU)."""
+        """Same structure on DaNet-edge's encoder (MobileNetV2 at width 0.5, laterals to a
+        half-width ResNet-18 decoder: 32-256 channels) with the hourglass capped at 128 channels,
+        narrow heads and the location map at 64x64 (the 128x128 decoder stage was two thirds of
+        a training step); docs/models/decomr.md gives the cost and the reasons: trainable on a
+        2-core CPU, from DaNet-edge's trained encoder."""
         return cls(
             variant="edge",
-            backbone="resnet18",
+            backbone="mobilenetv2",
             backbone_width=32,
+            mobilenet_width=0.5,
             uv_channels=32,
             global_channels=64,
             head_hidden=256,
             hg_max_channels=128,
+            uv_res=64,  # the location map at the transfer's 64x64: no 128x128 decoder stage
         )
 
     def validate(self) -> None:
@@ -133,6 +152,11 @@ class DecoMRConfig(ModelConfig):
             raise InputError(
                 f"decomr config backbone_width={self.backbone_width}: use a multiple of 16 "
                 "(64 = standard ResNet, 32 = the edge preset)"
+            )
+        if self.mobilenet and not 0.0 < self.mobilenet_width <= 2.0:
+            raise InputError(
+                f"decomr config mobilenet_width={self.mobilenet_width}: use a width multiplier "
+                "in (0, 2] (0.5 = the edge preset, DaNet-edge's encoder)"
             )
         if self.norm not in ("GN", "BN"):
             raise InputError(f"decomr config norm={self.norm!r}: use GN or BN")
