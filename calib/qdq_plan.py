@@ -43,6 +43,34 @@ _TRUNK_STAGES = [
     ("backbone.s4", r"/model/backbone/(features/)?(features\.1[4-8][/.]|layer4/)"),
     ("backbone.rest", r"/model/backbone/"),
 ]
+
+
+_DENSE_CNET = (
+    # DecoMR's CNet (BoBW's DMP): the encoder by resolution (MobileNetV2 ``body`` of the edge
+    # presets, or the ResNet), the laterals, the decoder and the IUV heads.
+    ("encoder.s1", r"(body/features\.[0-3][/.]|resnet/(conv1|bn1|layer1/))"),
+    ("encoder.s2", r"(body/features\.[4-6][/.]|resnet/layer2/)"),
+    ("encoder.s3", r"(body/features\.([7-9]|1[0-3])[/.]|resnet/layer3/)"),
+    ("encoder.s4", r"(body/features\.1[4-8][/.]|resnet/layer4/)"),
+    ("encoder.laterals", r"lateral"),
+    ("decoder", r"dp_layers"),
+    ("iuv_heads", r"dp_(uv|mask)_end"),
+)
+_UV_NET = (
+    # DecoMR's LNet (BoBW's UVI): the MLP heads on the pooled code, the 1x1 input convs, the
+    # hourglass and the decoder to the location map.
+    ("global_camera", r"(fc_head|camera)"),
+    ("uv_conv1", r"uv_conv1"),
+    ("hourglass", r"hg/"),
+    ("uv_decoder", r"(uv_conv2|decoder|uv_end)"),
+)
+
+
+def _under(module: str, groups: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """``groups`` with each pattern anchored under ``/model/{module}/``."""
+    return [(name, f"/model/{module}/" + pattern) for name, pattern in groups]
+
+
 LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
     "danet": [
         # MobileNetV2 stages of the edge backbone by resolution (112-56, 28, 14, 7 px).
@@ -72,6 +100,14 @@ LAYER_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("FBI_encoder", r"/model/FBI_encoder/"),
         ("conv_tail", r"/model/conv_tail/"),  # fusion and the volume logits
         ("posh", r"/model/posh/"),
+    ],
+    "decomr": [*_under("cnet", _DENSE_CNET), *_under("lnet", _UV_NET)],
+    "bobw": [
+        *_under("dmp", _DENSE_CNET),
+        # the exporter names ModuleDict entries by key: /model/dmp/location/location.0/...
+        ("dense_heads", r"/model/dmp/(dense_heads|location|joint|displacement)[/.]"),
+        ("ik", r"/model/ik/"),  # the joint inpaint MLP and GIK-Net
+        *_under("uvi", _UV_NET),
     ],
 }
 """``model -> [(group, regex searched in the node name)]``; the first match wins."""

@@ -106,3 +106,28 @@ def test_every_weighted_node_is_an_island_or_in_exactly_one_group(tmp_path, mode
             assert group is not None and group not in catch_all, node.name
             groups.add(group)
     assert groups == set(group_names(model_name)) - catch_all
+
+
+@pytest.mark.parametrize("model_name", ["decomr", "bobw"])
+def test_dense_models_groups_cover_every_weighted_node(tmp_path, model_name):
+    """DecoMR's and BoBW's groups (the edge presets' MobileNetV2 encoder by stage, laterals,
+    decoder, heads, the UV nets; BoBW's IK MLPs) leave no weighted node outside a group."""
+    import torch
+
+    from hmrt.export.onnx_export import ExportOptions, export_model
+    from hmrt.train.models.registry import build
+
+    torch.manual_seed(0)
+    model = build(model_name, "edge").eval()
+    path = tmp_path / f"{model_name}.onnx"
+    export_model(model, path, model_name, "edge", ExportOptions())
+    graph = onnx.load(str(path))
+    consts = {t.name for t in graph.graph.initializer}
+    weighted = [n for n in graph.graph.node if is_weighted(n, consts)]
+    groups = set()
+    for node in weighted:
+        if island_of(node.name) is None:
+            group = layer_group(model_name, node.name)
+            assert group is not None, node.name
+            groups.add(group)
+    assert len(weighted) > 60 and groups == set(group_names(model_name))

@@ -84,7 +84,7 @@ def test_edge_encoder_is_danet_edges_and_resnet_still_builds():
     assert load_module_weights_into(model, "cnet.body", f"{danet_ckpt}:{src[:-1]}") == len(want)
     # the decoder reads a 1x1 lateral per stride from 4 to 32, at ResNet-18's halved widths
     assert [lat[0].out_channels for lat in model.cnet.lateral] == [32, 64, 128, 256]
-    resnet = build("decomr", "edge", backbone="resnet18")
+    resnet = build("decomr", "edge", backbone="resnet18", uv_res=128)  # the first edge preset
     assert not hasattr(resnet.cnet, "body") and resnet.parameter_counts()["total"] == 3_362_409
     with torch.no_grad():
         _check_eval(resnet.eval()(torch.randn(1, 3, 224, 224)), 1, 13348)
