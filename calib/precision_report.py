@@ -314,7 +314,7 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
     from hmrt.calib.latency import load_average, measure_latency
     from hmrt.calib.ort_cpu import optimized_op_counts, uint8_activations
     from hmrt.calib.qdq import QuantizeOptions, quantize_to_qdq
-    from hmrt.train.evaluate import evaluate, torch_predictor
+    from hmrt.train.evaluate import evaluate, gt_body_layer, torch_predictor
 
     with tempfile.TemporaryDirectory(prefix="hmrt_precision_") as tmp:
         folder = Path(tmp)
@@ -359,12 +359,10 @@ def build_report(source, opts: ReportOptions, graphs: GraphSource) -> PrecisionR
             INT8_CPU: Recorder(ort_predictor(cpu_recipe, opts.threads)),
             **{name: Recorder(ort_predictor(m, opts.threads)) for name, m in qat.items()},
         }
-        head = getattr(source.model, "body", None)
-        body = getattr(head, "layer", head)
         scores = evaluate(
             recorders,
             items,
-            body=body,
+            body=gt_body_layer(source.model),  # DecoMR/BoBW: built from the model's body file
             batch_size=opts.batch,
             baseline=False,
             progress=opts.progress,

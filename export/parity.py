@@ -85,8 +85,32 @@ def pa_mpjpe_mm(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(pa_mpjpe(pred, gt)))
 
 
+ROI_FORMS = (
+    ("grid", {"roi_pool": "grid", "trt_version": "10"}),
+    ("gather", {"roi_pool": "gather", "trt_version": "8.2"}),
+    ("matmul", {"roi_pool": "matmul", "trt_version": "10"}),
+)
+"""DaNet's RoI-pooling forms (the other models have no RoI pooling: one graph for all three)."""
+UV_FORMS = (
+    ("scatter add, sample gather", {"uv_scatter": "add", "uv_sample": "gather"}),
+    ("scatter matmul, sample gather", {"uv_scatter": "matmul", "trt_version": "8.6"}),
+    ("scatter add, sample grid", {"uv_scatter": "add", "uv_sample": "grid"}),
+)
+"""DecoMR's and BoBW's image-to-UV scatter and UV-to-vertex sampling forms."""
+
+
+def export_forms(model: nn.Module) -> tuple[tuple[str, dict], ...]:
+    """The deployment forms a parity table covers: the UV forms for a model with an image-to-UV
+    scatter (DecoMR, BoBW), else the RoI-pooling forms."""
+    from hmrt.train.models.layers.uv_scatter import UVScatterMean
+
+    uv = any(isinstance(m, UVScatterMean) for m in model.modules())
+    return UV_FORMS if uv else ROI_FORMS
+
+
 def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> list[dict]:
-    """Max |ORT - torch| per output for grid/gather/matmul pooling at batch 1 and 4."""
+    """Max |ORT - torch| per output for every deployment form (:func:`export_forms`) at batch 1
+    and 4."""
     import tempfile
 
     from hmrt.export.onnx_export import ExportOptions, export_model
@@ -95,15 +119,15 @@ def parity_table(model: nn.Module, name: str, variant: str, crops: int = 16) -> 
     ref = torch_outputs(model, data.images, 4)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for roi, trt in (("grid", "10"), ("gather", "8.2"), ("matmul", "10")):
-            path = Path(tmp) / f"{roi}.onnx"
-            export_model(model, path, name, variant, ExportOptions(roi_pool=roi, trt_version=trt))
+        for k, (form, options) in enumerate(export_forms(model)):
+            path = Path(tmp) / f"form{k}.onnx"
+            export_model(model, path, name, variant, ExportOptions(**options))
             for batch in (1, 4):
                 got = ort_outputs(path, data.images, batch)
                 diff = max_abs_diff(ref, got)
                 if "pose_joints" in diff:
                     diff.update(pose_joints_diff(ref["pose_joints"], got["pose_joints"]))
-                rows.append({"roi_pool": roi, "batch": batch, "crops": data.source, **diff})
+                rows.append({"form": form, "batch": batch, "crops": data.source, **diff})
     return rows
 
 
@@ -137,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = parity_table(src.model, src.name, src.variant, args.crops)
     print(f"# {src.name}/{src.variant} weights={src.weights} crops={rows[0]['crops']}")
     pose = "pose_joints" in rows[0]  # x, y px and z m share one max: split them for the table
-    head = "| roi_pool | batch | vertices (m) | joints3d (m) | joints2d (px) | rotmats |"
+    head = "| form | batch | vertices (m) | joints3d (m) | joints2d (px) | rotmats |"
     print(head + (" pose_joints (px, m) |" if pose else ""))
     print("| --- " * (6 + pose) + "|")
     for r in rows:
         line = (
-            f"| {r['roi_pool']} | {r['batch']} | {r['vertices']:.2e} | {r['joints3d']:.2e} | "
+            f"| {r['form']} | {r['batch']} | {r['vertices']:.2e} | {r['joints3d']:.2e} | "
             f"{r['joints2d']:.2e} | {r.get('rotmats', float('nan')):.2e} |"
         )
         if pose:
