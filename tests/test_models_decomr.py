@@ -153,7 +153,7 @@ def _export(model, path, uv_scatter: str, trt: str):
 
 
 @pytest.fixture(scope="module")
-def stressed_edge(edge):
+def edge_and_crops(edge):
     """The random-init edge model and 16 synth-val crops. Its mask is on nearly everywhere, so
     every pixel splats and a crop may hold a near tie (tests/splat_helpers.py); measured
     BatchNorm statistics would make the untrained LNet's GroupNorms amplify float noise to
@@ -164,17 +164,17 @@ def stressed_edge(edge):
 
 
 @pytest.fixture(scope="module")
-def edge_onnx(stressed_edge, tmp_path_factory):
+def edge_onnx(edge_and_crops, tmp_path_factory):
     from hmrt.export.parity import torch_outputs
 
-    model, crops = stressed_edge
+    model, crops = edge_and_crops
     result = _export(model, tmp_path_factory.mktemp("decomr") / "decomr_edge.onnx", "add", "10")
     return result, crops, torch_outputs(model, crops.images, 4)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-def test_edge_export_ort_parity(stressed_edge, edge_onnx, batch):
-    model, _ = stressed_edge
+def test_edge_export_ort_parity(edge_and_crops, edge_onnx, batch):
+    model, _ = edge_and_crops
     result, crops, reference = edge_onnx
     assert result.outputs == ["vertices", "joints3d", "joints2d", "cam"]
     assert result.metadata["hmrt.opset"] == "17"
@@ -184,10 +184,10 @@ def test_edge_export_ort_parity(stressed_edge, edge_onnx, batch):
 
 
 @pytest.mark.slow
-def test_edge_export_matmul_scatter_parity(stressed_edge, tmp_path):
+def test_edge_export_matmul_scatter_parity(edge_and_crops, tmp_path):
     from hmrt.export.parity import torch_outputs
 
-    model, crops = stressed_edge
+    model, crops = edge_and_crops
     result = _export(model, tmp_path / "decomr_edge_matmul.onnx", "matmul", "8.6")
     reference = torch_outputs(model, crops.images, 4)
     check_splat_parity(model, model.cnet, result.path, crops, reference, 4)
