@@ -12,7 +12,7 @@ import pytest
 
 from hmrt.assets import asset_path
 
-MODELS = ["danet", "decomr", "hkmr", "hemlets"]
+MODELS = ["danet", "decomr", "bobw", "hkmr", "hemlets"]
 """Models whose edge weights and ONNX ship in assets/weights (each checked the same way)."""
 
 

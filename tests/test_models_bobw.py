@@ -106,7 +106,9 @@ def test_loss_terms_by_stage_and_gradients(edge, batch):
     try:
         edge.zero_grad(set_to_none=True)
         loss, terms = crit(edge(batch["image"]), batch)
-        want = set(STAGE_TERMS["uvi"]) - {"vertices"}  # vertices: weight 0 (not in the paper)
+        # weight 0 by default: hmrt's mesh terms, not in the paper
+        extra = {"vertices", "map_l_parts", "mesh_joints3d", "mesh_joints2d"}
+        want = set(STAGE_TERMS["uvi"]) - extra
         assert set(terms) == want and not crit.skipped
         assert torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values())
         loss.backward()
@@ -126,6 +128,25 @@ def test_loss_terms_by_stage_and_gradients(edge, batch):
         edge.eval()
 
 
+def test_decomr_mesh_terms_when_weighted(edge, batch):
+    """hmrt's DecoMR terms (weight 0 in the paper's setting) are computed and reach the UVI
+    once a config weights them (the DecoMR warm-start recipe does)."""
+    from hmrt.train.losses import build_criterion
+
+    weights = {"map_l_parts": 1.0, "mesh_joints3d": 1.0, "mesh_joints2d": 1.0}
+    crit = build_criterion(edge, {"stage": "uvi", "weights": weights})
+    edge.train()
+    try:
+        edge.zero_grad(set_to_none=True)
+        loss, terms = crit(edge(batch["image"]), batch)
+        assert set(weights) <= set(terms) and not crit.skipped
+        assert all(torch.isfinite(terms[k]) and float(terms[k]) > 0 for k in weights)
+        loss.backward()
+        assert edge.uvi.uv_end[1].weight.grad.abs().sum() > 0
+    finally:
+        edge.eval()
+
+
 def test_terms_vanish_at_the_ground_truth(edge, batch):
     """Perfect dense maps and UV maps, built from the labels, give (near) zero terms."""
     from hmrt.train.losses import build_criterion
@@ -140,7 +161,7 @@ def test_terms_vanish_at_the_ground_truth(edge, batch):
     pred = {"iuv": iuv, "uv_maps": maps}
     gt_iuv = crit._gt_iuv(pred, batch)
     pred["dense_maps"] = crit._read_at_gt_uv(maps, gt_iuv[1])
-    for name in ("dense_l", "dense_j", "dense_d", "map_l", "map_j", "map_d"):
+    for name in ("dense_l", "dense_j", "dense_d", "map_l", "map_j", "map_d", "map_l_parts"):
         assert float(crit.terms[name](pred, batch, cache)) < 1e-5, name
     # the GT joint map's per-part means are the GT LSP joints
     joints, _ = edge.parts_out(maps[:, 3:6], None)

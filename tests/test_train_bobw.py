@@ -52,7 +52,9 @@ def test_the_cpu_recipe_loads():
     path = Path(__file__).resolve().parents[1] / "train" / "configs" / "bobw_edge_cpu.yaml"
     cfg = TrainConfig.from_dict(load_yaml(path))
     assert cfg.model == "bobw" and set(cfg.stage_steps) == {"dmp", "ik", "uvi"}
-    assert all(w == 1.0 for k, w in cfg.loss.weights.items() if k != "vertices")  # the paper's
+    hmrt_terms = {"vertices", "map_l_parts", "mesh_joints3d", "mesh_joints2d"}
+    assert all(w == 1.0 for k, w in cfg.loss.weights.items() if k not in hmrt_terms)  # paper's
+    assert all(cfg.loss.weights[k] == 0.0 for k in hmrt_terms)
     assert IKStageConfig(**cfg.ik).drop_prob == 0.3
 
 
@@ -96,8 +98,49 @@ def test_three_stages_then_eval_and_export(tmp_path):
         assert want and all(torch.equal(after[k], v) for k, v in want.items()), prefix
     proc = _hmrt("eval", "--checkpoint", str(run / "uvi" / "best.pt"), "--samples", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("  ")[0] for line in proc.stdout.splitlines()}
+    assert {"model", "IK fit (rotmats, betas)"} <= rows, proc.stdout  # GIK-Net's body: a row
     onnx_path = tmp_path / "bobw.onnx"
     proc = _hmrt("export", "--checkpoint", str(run / "uvi" / "best.pt"), "--out", str(onnx_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = onnx.load(str(onnx_path), load_external_data=False)
     assert [o.name for o in model.graph.output][-1] == "pose_joints"
+
+
+def test_decomr_warm_start_reproduces_decomr_at_step_zero():
+    """The DecoMR recipe's warm start: BoBW (uvi_residual off) with DecoMR-edge's CNet and LNet
+    gives DecoMR-edge's mesh (the 18 extra UVI inputs start at zero weight), and refuses the
+    residual UVI, whose output is a correction rather than an absolute map."""
+    import torch
+
+    from hmrt.train.checkpoint import load_module_weights_into, load_weights_into
+    from hmrt.train.models.registry import build
+
+    weights = Path(__file__).resolve().parents[1] / "assets" / "weights" / "decomr_edge.pt"
+    decomr = build("decomr", "edge")
+    load_weights_into(decomr, str(weights))
+    bobw = build("bobw", "edge", uvi_residual=False)
+    assert load_module_weights_into(bobw, "dmp", f"{weights}:cnet") > 0
+    assert load_module_weights_into(bobw, "uvi", f"{weights}:lnet") > 0
+    decomr.eval(), bobw.eval()
+    image = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want, got = decomr(image), bobw(image)
+    assert torch.allclose(got["vertices"], want["vertices"], atol=1e-5)
+    assert torch.allclose(got["cam"], want["cam"], atol=1e-6)
+    with pytest.raises(InputError, match="uvi_residual: false"):
+        load_module_weights_into(build("bobw", "edge"), "uvi", f"{weights}:lnet")
+
+
+def test_the_decomr_recipe_sets_each_stage():
+    from hmrt.train.bobw.stages import _stage_config
+    from hmrt.train.config import TrainConfig, load_yaml
+
+    path = Path(__file__).resolve().parents[1] / "train" / "configs" / "bobw_edge_cpu_decomr.yaml"
+    cfg = TrainConfig.from_dict(load_yaml(path))
+    dmp, uvi = _stage_config(cfg, "dmp"), _stage_config(cfg, "uvi")
+    assert dmp.optim.lr == cfg.stage_lr["dmp"] and uvi.optim.lr == cfg.optim.lr
+    assert _stage_config(cfg, "dmp", lr_from_flag=True).optim.lr == cfg.optim.lr
+    assert {"dmp", "ik"} <= set(uvi.freeze) and "dmp.body" in dmp.freeze
+    with pytest.raises(InputError, match="unknown stage"):
+        TrainConfig(model="bobw", stage_lr={"warmup": 1e-3})

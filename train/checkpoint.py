@@ -245,6 +245,9 @@ def load_module_weights_into(model: nn.Module, prefix: str, path: str | Path) ->
             f"{path}: no weights under '{src_prefix or prefix}' (in the checkpoint) or "
             f"'{prefix}' (in the model)"
         )
+    adapt = getattr(model, "adapt_module_init", None)
+    if src_prefix and adapt is not None:  # e.g. BoBW's UVI from DecoMR's LNet (channel surgery)
+        picked = adapt(prefix.rstrip("."), src_prefix.rstrip("."), picked, own, path)
     missing = sorted(k for k in own if k.startswith(head) and k not in picked)
     if missing:
         src = src_head + missing[0][len(head) :]

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from hmrt.runtime.atomic import write_text_atomic
     from hmrt.runtime.errors import InputError
     from hmrt.train.checkpoint import load_checkpoint
-    from hmrt.train.evaluate import evaluate, gt_body_layer, torch_predictor
+    from hmrt.train.evaluate import evaluate, fit_predictor, gt_body_layer, torch_predictor
     from hmrt.train.sources import eval_dataset
 
     if args.checkpoint is None:
@@ -56,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint, device=device, body=args.body)
     data = eval_dataset(args.data, model, args.samples, args.img_root)
     body = gt_body_layer(model)  # poses the labels' meshes (DecoMR has no LBS of its own)
+    predictors = {"model": torch_predictor(model, device)}
+    fit = fit_predictor(model, predictors["model"], device)
+    if fit is not None:  # BoBW: GIK-Net's body parameters, scored as a row of their own
+        label, fit_fn, predictors["model"] = fit
+        predictors[label] = fit_fn
     result = evaluate(
-        {"model": torch_predictor(model, device)},
+        predictors,
         data,
         body=body,
         batch_size=args.batch_size,

@@ -76,6 +76,7 @@ class TrainConfig:
     # (hmrt.train.bobw.ik_fit.IKStageConfig fields).
     stage: str = ""
     stage_steps: dict[str, int] = field(default_factory=dict)
+    stage_lr: dict[str, float] = field(default_factory=dict)  # an image stage's own optim.lr
     ik: dict[str, Any] = field(default_factory=dict)
     ckpt_every: int = 500
     eval_every: int = 0  # steps between evaluations; 0: once per epoch
@@ -106,9 +107,10 @@ class TrainConfig:
             )
         if staged is not None and self.stage and self.stage not in staged:
             raise InputError(f"stage = '{self.stage}': {self.model} has {', '.join(staged)}")
-        unknown = sorted(set(self.stage_steps) - set(staged or ()))
-        if unknown:
-            raise InputError(f"stage_steps: unknown stage(s) {', '.join(unknown)}")
+        for key in ("stage_steps", "stage_lr"):
+            unknown = sorted(set(getattr(self, key)) - set(staged or ()))
+            if unknown:
+                raise InputError(f"{key}: unknown stage(s) {', '.join(unknown)}")
         cls = loss_config_class(self.model)
         if self.loss is None or isinstance(self.loss, dict):
             self.loss = cls.from_dict(self.loss)

@@ -169,6 +169,39 @@ def torch_predictor(
     return predict
 
 
+def fit_predictor(
+    model: nn.Module, predict: PredictFn, device: str | torch.device = "cpu"
+) -> tuple[str, PredictFn, PredictFn] | None:
+    """A second row for models whose ``rotmats``/``betas`` are an intermediate parametric fit
+    rather than the mesh's own parameters (BoBW: GIK-Net's, which the UV inpainting refines).
+
+    Returns ``(label, fit, shared)`` or ``None``: ``fit`` scores the body layer
+    ``model.fit_body_layer`` on those parameters, and ``shared`` replaces ``predict`` for the
+    model's own row, so both rows come from one forward per batch (the last result is reused)."""
+    layer = getattr(model, "fit_body_layer", None)
+    if layer is None:
+        return None
+    label = str(getattr(model, "fit_label", "parametric fit"))
+    device = torch.device(device)
+    last: dict[str, object] = {}
+
+    def shared(images: np.ndarray) -> Mapping[str, np.ndarray]:
+        if last.get("images") is not images:
+            last["images"], last["out"] = images, predict(images)
+        return last["out"]  # type: ignore[return-value]
+
+    def fit(images: np.ndarray) -> dict[str, np.ndarray]:
+        out = shared(images)
+        rot = torch.from_numpy(np.asarray(out["rotmats"], dtype=np.float32)).to(device)
+        betas = torch.from_numpy(np.asarray(out["betas"], dtype=np.float32)).to(device)
+        with torch.no_grad():
+            vertices, joints = layer(rot, betas, root_relative=True)
+        return {"joints3d": joints.cpu().numpy(), "vertices": vertices.cpu().numpy()}
+
+    shared.pose_joints = getattr(predict, "pose_joints", None)  # type: ignore[attr-defined]
+    return label, fit, shared
+
+
 def gt_body_layer(model: nn.Module) -> nn.Module | None:
     """The body layer that turns labelled ``rotmats``/``betas`` into meshes for ``model``'s scores.
 

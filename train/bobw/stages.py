@@ -13,6 +13,10 @@ zeroing, then "fix[es] and concat[s] DMP and IK, and train[s] UVI" (seed-bobw.md
 * ``all`` (the default): the three in turn in ``RUN_DIR/dmp``, ``RUN_DIR/ik``, ``RUN_DIR/uvi``,
   each starting from the previous stage's ``last.pt``, with ``stage_steps`` (YAML) giving each
   stage's length (default: ``steps`` for each image stage, the IK config's own for ``ik``).
+
+One stage alone (``--stage dmp|ik|uvi``) takes its ``stage_steps`` entry too, unless ``--steps``
+(or ``--epochs``) is given or the run resumes. ``stage_lr`` gives an image stage its own peak
+learning rate (``optim.lr`` otherwise; ``--lr`` sets every stage's).
 """
 
 from __future__ import annotations
@@ -45,13 +49,18 @@ def _without_frozen(init_modules: dict[str, str], stage: str, has_init: bool) ->
     return kept
 
 
-def _stage_config(cfg, stage: str, init: str = "", steps: int | None = None):
-    """A copy of ``cfg`` for one stage: its loss terms, frozen modules, start weights, length."""
+def _stage_config(
+    cfg, stage: str, init: str = "", steps: int | None = None, lr_from_flag: bool = False
+):
+    """A copy of ``cfg`` for one stage: its loss terms, frozen modules, start weights, length
+    and learning rate (``stage_lr``, unless ``--lr`` set one)."""
     out = copy.deepcopy(cfg)
     out.stage = stage
     if stage in IMAGE_STAGE_FREEZE:
         out.loss.stage = stage
         out.freeze = sorted(set(out.freeze) | set(IMAGE_STAGE_FREEZE[stage]))
+    if stage in out.stage_lr and not lr_from_flag:
+        out.optim.lr = float(out.stage_lr[stage])
     if init:
         out.init = init
     if steps:
@@ -124,10 +133,16 @@ def run_staged(cfg, args: argparse.Namespace) -> int:
     if stage == "ik":
         if args.resume:
             raise InputError("--resume: the IK stage restarts (it is short); drop --resume")
+        if getattr(args, "steps", None) is None and "ik" in cfg.stage_steps:
+            cfg = copy.deepcopy(cfg)
+            cfg.ik = {**cfg.ik, "steps": cfg.stage_steps["ik"]}
         run_ik(cfg, out, progress=not args.no_progress)
         return 0
     if stage in IMAGE_STAGE_FREEZE:
-        stage_cfg = _stage_config(cfg, stage)
+        steps = None  # the YAML's stage_steps, unless --steps / --epochs or --resume decide
+        if getattr(args, "steps", None) is None and getattr(args, "epochs", None) is None:
+            steps = None if args.resume else cfg.stage_steps.get(stage)
+        stage_cfg = _stage_config(cfg, stage, steps=steps, lr_from_flag=args.lr is not None)
         if stage == "uvi":  # the DMP comes whole from --init, not the dmp stage's warm start
             stage_cfg.init_modules = _without_frozen(stage_cfg.init_modules, stage, bool(cfg.init))
         fit(stage_cfg, str(out), args, prepare=lambda m: m.set_stage(stage))
@@ -141,7 +156,9 @@ def run_staged(cfg, args: argparse.Namespace) -> int:
     init = cfg.init
     for name in ("dmp", "ik", "uvi"):
         sub = out / name
-        stage_cfg = _stage_config(cfg, name, init=init, steps=steps.get(name))
+        stage_cfg = _stage_config(
+            cfg, name, init=init, steps=steps.get(name), lr_from_flag=args.lr is not None
+        )
         if name != "dmp":  # later stages start from the previous stage's weights only
             stage_cfg.init_modules = {}
         if name == "ik":

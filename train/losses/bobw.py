@@ -25,7 +25,17 @@ term              stage  definition
                          its mirror vertex (``UV_d`` read at the vertices; Eq. 7, chart-free form)
 ``consistency``   uvi    ``l_con``: DecoMR's consistency loss on ``UV_l`` with the camera
 ``vertices``      uvi    hmrt's mesh term (not in the paper; weight 0)
+``map_l_parts``   uvi    DecoMR's ``uv_map`` on ``UV_l``: L1 with DecoMR's per-part texel weights
+                         (1 : 2 : 5 : 25, torso to hands and feet); not in the paper, weight 0
+``mesh_joints3d`` uvi    DecoMR's ``joints3d`` on the final mesh (the body's ``J_regressor``, 24
+                         joints); not in the paper, weight 0
+``mesh_joints2d`` uvi    DecoMR's ``reproj`` of those joints through the camera; weight 0
 ================  =====  ============================================================================
+
+The three DecoMR terms supervise the mesh itself, as DecoMR's LNet is trained: the paper's terms
+reach the mesh only through the uniform ``map_l`` and ``consistency`` (its joint terms are on
+``UV_j``). ``train/configs/bobw_edge_cpu_decomr.yaml`` turns them on for a UVI that starts from
+DecoMR-edge's LNet (docs/models/bobw.md gives the measurement behind it).
 
 Ground-truth maps are built here, on the device, from the GT mesh (the batch's ``vertices`` or
 the body layer on ``rotmats``/``betas``), root-relative to the body's root joint: ``UV_l`` by
@@ -64,8 +74,11 @@ BOBW_WEIGHTS: dict[str, float] = {
     "dismag": 1.0,
     "consistency": 1.0,
     "vertices": 0.0,
+    "map_l_parts": 0.0,
+    "mesh_joints3d": 0.0,
+    "mesh_joints2d": 0.0,
 }
-"""The paper's weights: every term 1 (Eq. 1, 8, 9 are unweighted sums)."""
+"""The paper's weights: every term 1 (Eq. 1, 8, 9 are unweighted sums); hmrt's extra terms 0."""
 
 BOBW_NORMS: dict[str, str] = {
     "dp_uv": "l1",
@@ -88,6 +101,9 @@ STAGE_TERMS: dict[str, tuple[str, ...]] = {
         "dismag",
         "consistency",
         "vertices",
+        "map_l_parts",
+        "mesh_joints3d",
+        "mesh_joints2d",
     ),
 }
 STAGE_TERMS["all"] = STAGE_TERMS["dmp"] + STAGE_TERMS["uvi"]
@@ -173,6 +189,9 @@ class BoBWCriterion(DecoMRCriterion):
             "dismag": self._dismag,
             "consistency": self._consistency_uvi,
             "vertices": self._vertices,
+            "map_l_parts": self._map_l_parts,
+            "mesh_joints3d": self._joints3d,  # DecoMR's: J_regressor on the final mesh
+            "mesh_joints2d": self._reproj,
         }
 
     @classmethod
@@ -288,6 +307,12 @@ class BoBWCriterion(DecoMRCriterion):
             return None
         length = self.sampler(uv_maps[:, 6:9].float()).norm(dim=-1)  # (N, V)
         return (length - length[:, self.flip_vertex]).abs().mean()
+
+    def _map_l_parts(self, pred, batch, cache):
+        uv_maps = pred.get("uv_maps")
+        if uv_maps is None:
+            return None
+        return self._uv_map(dict(pred, location_map=uv_maps[:, 0:3]), batch, cache)
 
     def _consistency_uvi(self, pred, batch, cache):
         uv_maps = pred.get("uv_maps")

@@ -63,6 +63,7 @@ from hmrt.train.models.base import _drop_body_arrays as drop_body_arrays
 from hmrt.train.models.base import _project_weak as project_weak
 from hmrt.train.models.bobw.config import BoBWConfig
 from hmrt.train.models.bobw.dmp import DMP
+from hmrt.train.models.bobw.from_decomr import adapt_from_decomr
 from hmrt.train.models.bobw.ik import BoBWIK
 from hmrt.train.models.bobw.joints import LSP14_FLIP, LSP14_NAMES, lsp14_regressor
 from hmrt.train.models.bobw.uvi import UVI
@@ -156,10 +157,26 @@ class BoBW(HmrModel):
         self.body = MeshHead(body_model.J_regressor, c.input_size)
         self.pose_head = PoseJointsHead(c.input_size)
 
+    fit_label: ClassVar[str] = "IK fit (rotmats, betas)"
+    """``hmrt eval``'s row for the IK stage's parametric body (:attr:`fit_body_layer`)."""
+
+    @property
+    def fit_body_layer(self) -> Any:
+        """The body layer that poses ``rotmats``/``betas`` (GIK-Net's fit, which the UVI's
+        non-parametric mesh refines): ``hmrt eval`` scores that body as a row of its own."""
+        return self.ik_body.layer
+
     @property
     def body_hash(self) -> str:
         """Hash of the body model whose chart, regressor and LBS arrays the model uses."""
         return self._body_hash
+
+    def adapt_module_init(
+        self, prefix: str, src_prefix: str, picked: dict, own: dict, path: str
+    ) -> dict:
+        """``init_modules`` hook: DecoMR's CNet / LNet fitted to the DMP / UVI
+        (:func:`~hmrt.train.models.bobw.from_decomr.adapt_from_decomr`)."""
+        return adapt_from_decomr(self.config, prefix, src_prefix, picked, own, path)
 
     def set_stage(self, stage: str) -> None:
         """Which training stage the forward serves: ``dmp`` stops after the DMP."""
