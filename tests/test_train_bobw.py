@@ -122,7 +122,8 @@ def test_decomr_warm_start_reproduces_decomr_at_step_zero():
     bobw = build("bobw", "edge", uvi_residual=False)
     assert load_module_weights_into(bobw, "dmp", f"{weights}:cnet") > 0
     assert load_module_weights_into(bobw, "uvi", f"{weights}:lnet") > 0
-    decomr.eval(), bobw.eval()
+    decomr.eval()
+    bobw.eval()
     image = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want, got = decomr(image), bobw(image)

@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    keep = model.config.warp_channels + 3  # [F, x, y, occupancy], then UV_dmp (9), UV_ik (9)
-    cuts = {"no DMP + IK maps": slice(keep, keep + 18), "no IK maps": slice(keep + 9, keep + 18)}
+    from hmrt.train.models.bobw.uvi import UV_MAPS
+
+    dmp = model.config.warp_channels + 3  # after [F, x, y, occupancy]: UV_dmp, then UV_ik
+    ik, end = dmp + UV_MAPS, dmp + 2 * UV_MAPS
+    cuts = {"no DMP + IK maps": slice(dmp, end), "no IK maps": slice(ik, end)}
     predictors = {"as trained": torch_predictor(model)}
     for label, cols in cuts.items():
         cut = copy.deepcopy(model)

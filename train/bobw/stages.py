@@ -133,15 +133,14 @@ def run_staged(cfg, args: argparse.Namespace) -> int:
     if stage == "ik":
         if args.resume:
             raise InputError("--resume: the IK stage restarts (it is short); drop --resume")
-        if getattr(args, "steps", None) is None and "ik" in cfg.stage_steps:
+        if args.steps is None and "ik" in cfg.stage_steps:
             cfg = copy.deepcopy(cfg)
             cfg.ik = {**cfg.ik, "steps": cfg.stage_steps["ik"]}
         run_ik(cfg, out, progress=not args.no_progress)
         return 0
     if stage in IMAGE_STAGE_FREEZE:
-        steps = None  # the YAML's stage_steps, unless --steps / --epochs or --resume decide
-        if getattr(args, "steps", None) is None and getattr(args, "epochs", None) is None:
-            steps = None if args.resume else cfg.stage_steps.get(stage)
+        flags_decide = args.steps is not None or args.epochs is not None or args.resume
+        steps = None if flags_decide else cfg.stage_steps.get(stage)  # the YAML's stage_steps
         stage_cfg = _stage_config(cfg, stage, steps=steps, lr_from_flag=args.lr is not None)
         if stage == "uvi":  # the DMP comes whole from --init, not the dmp stage's warm start
             stage_cfg.init_modules = _without_frozen(stage_cfg.init_modules, stage, bool(cfg.init))

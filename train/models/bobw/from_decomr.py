@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from hmrt.runtime.errors import InputError
+from hmrt.train.models.bobw.uvi import UV_MAPS
 
-UVI_EXTRA_MAPS = 18
+UVI_EXTRA_MAPS = 2 * UV_MAPS
 """UVI input channels DecoMR's LNet lacks: the DMP and IK UV maps, 9 each."""
 
 
